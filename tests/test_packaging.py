@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["garage_util", "garage_rpc", "garage_table", "garage_model", "garage_api", "garage_web", "garage"]
+LAYERS = [
+    "garage_util",
+    "garage_rpc",
+    "garage_table",
+    "garage_model",
+    "garage_api",
+    "garage_web",
+    "garage",
+]
 
 
 def _uv() -> str:

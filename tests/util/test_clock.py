@@ -24,7 +24,9 @@ def test_logical_clock_moves_forward_and_follows_the_wall_clock(prev: int, now: 
 @given(stamps, stamps, stamps)
 def test_two_argument_clock_passes_both(prev: int, prev2: int, now: int) -> None:
     ts = increment_logical_clock_2(prev, prev2, now)
-    assert ts > prev and ts > prev2 and ts >= now
+    assert ts > prev
+    assert ts > prev2
+    assert ts >= now
 
 
 def test_lagging_clock_still_produces_increasing_stamps() -> None:

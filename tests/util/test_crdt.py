@@ -75,13 +75,17 @@ def test_bool_laws(a: Bool, b: Bool, c: Bool) -> None:
 
 
 @given(lwws(plain), lwws(plain), lwws(plain))
-def test_lww_laws_including_equal_timestamps(a: Lww[object], b: Lww[object], c: Lww[object]) -> None:
+def test_lww_laws_including_equal_timestamps(
+    a: Lww[object], b: Lww[object], c: Lww[object]
+) -> None:
     check_crdt_laws(a, b, c)
     assert a.merge(b).ts == max(a.ts, b.ts)
 
 
 @given(lww_maps(small_keys, plain), lww_maps(small_keys, plain), lww_maps(small_keys, plain))
-def test_lww_map_laws(a: LwwMap[str, object], b: LwwMap[str, object], c: LwwMap[str, object]) -> None:
+def test_lww_map_laws(
+    a: LwwMap[str, object], b: LwwMap[str, object], c: LwwMap[str, object]
+) -> None:
     check_crdt_laws(a, b, c)
     merged = a.merge(b)
     assert set(merged.keys()) == set(a.keys()) | set(b.keys())
@@ -140,28 +144,35 @@ def test_lww_map_mutators_merge_without_losing_concurrent_keys() -> None:
     # Two nodes update different keys of the same map concurrently.
     mut_a = base.update_mutator("a", "a1", now_ms=11)
     mut_b = base.update_mutator("b", "b1", now_ms=11)
-    assert len(mut_a) == 1 and mut_a.get_timestamp("a") == 11
+    assert len(mut_a) == 1
+    assert mut_a.get_timestamp("a") == 11
     on_node_1 = base.merge(mut_a).merge(mut_b)
     on_node_2 = base.merge(mut_b).merge(mut_a)
     assert on_node_1 == on_node_2
     assert dict(on_node_1.items()) == {"a": "a1", "b": "b1"}
     # Deleting is writing a tombstone value with a newer timestamp.
     deleted = on_node_1.update_in_place("a", "", now_ms=0)
-    assert deleted.get("a") == "" and deleted.get_timestamp("a") == 12
-    assert "a" in deleted and "z" not in deleted and deleted.get("z") is None
+    assert deleted.get("a") == ""
+    assert deleted.get_timestamp("a") == 12
+    assert "a" in deleted
+    assert "z" not in deleted
+    assert deleted.get("z") is None
 
 
 def test_map_put_mutator_merges_into_the_existing_value() -> None:
     m: Map[str, Bool] = Map.from_items({"x": Bool(False)})
     m = m.merge(m.put_mutator("x", Bool(True))).merge(m.put_mutator("y", Bool(False)))
-    assert m.get("x") == Bool(True) and m.get("y") == Bool(False) and len(m) == 2
+    assert m.get("x") == Bool(True)
+    assert m.get("y") == Bool(False)
+    assert len(m) == 2
     assert m.get("nope") is None
 
 
 def test_deleted_absorbs_and_present_needs_a_value() -> None:
     alive = Deletable.present(Bool(True))
     gone: Deletable[Bool] = Deletable.deleted()
-    assert alive.merge(gone).is_deleted and gone.merge(alive).is_deleted
+    assert alive.merge(gone).is_deleted
+    assert gone.merge(alive).is_deleted
     with pytest.raises(ValueError, match="needs a value"):
         Deletable.present(None)
 
@@ -182,5 +193,6 @@ def test_merging_a_crdt_with_a_plain_value_is_a_type_error() -> None:
 
 def test_lww_of_ids_round_trips() -> None:
     reg = Lww(7, FixedBytes32(b"\x01" * 32))
-    back = unpack(Lww[FixedBytes32], pack(reg))
-    assert back == reg and type(back.v) is FixedBytes32
+    back: Lww[FixedBytes32] = unpack(Lww[FixedBytes32], pack(reg))
+    assert back == reg
+    assert type(back.v) is FixedBytes32

@@ -22,9 +22,7 @@ from garage_util import (
 
 def test_blake2sum_is_truncated_blake2b_512_not_blake2b_256() -> None:
     # Published BLAKE2b-512("abc") (RFC 7693, appendix A), first 32 bytes.
-    expected = bytes.fromhex(
-        "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1"
-    )
+    expected = bytes.fromhex("ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1")
     assert blake2sum(b"abc") == expected
     assert blake2sum(b"abc") != hashlib.blake2b(b"abc", digest_size=32).digest()
 
@@ -62,11 +60,13 @@ def test_hex_msgpack_and_pickle_round_trips(raw: bytes) -> None:
     h = FixedBytes32(raw)
     assert FixedBytes32.from_hex(h.hex()) == h
     assert FixedBytes32.from_hex(h.hex().upper()) == h
-    decoded = unpack(FixedBytes32, pack(h))
-    assert decoded == h and type(decoded) is FixedBytes32
+    decoded: FixedBytes32 = unpack(FixedBytes32, pack(h))
+    assert decoded == h
+    assert type(decoded) is FixedBytes32
     assert pack(h) == b"\xc4\x20" + raw  # msgpack bin 8 of exactly 32 bytes
     assert pickle.loads(pickle.dumps(h)) == h
-    assert str(h) == raw[:8].hex() and h.short_hex() in repr(h)
+    assert str(h) == raw[:8].hex()
+    assert h.short_hex() in repr(h)
 
 
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
@@ -82,7 +82,8 @@ def test_increment_is_big_endian_plus_one(raw: bytes) -> None:
     if n == 2**256 - 1:
         assert nxt is None
     else:
-        assert nxt is not None and int.from_bytes(nxt, "big") == n + 1
+        assert nxt is not None
+        assert int.from_bytes(nxt, "big") == n + 1
         assert nxt > FixedBytes32(raw)
 
 

@@ -155,7 +155,9 @@ outers = st.builds(
     size=st.integers(-(2**63), 2**64 - 1),
     data=st.binary(max_size=20),
     inner=st.lists(
-        st.builds(Inner, st.binary(min_size=32, max_size=32).map(FixedBytes32), st.sampled_from(Color)),
+        st.builds(
+            Inner, st.binary(min_size=32, max_size=32).map(FixedBytes32), st.sampled_from(Color)
+        ),
         max_size=3,
     ).map(tuple),
     note=st.none() | st.text(max_size=5),

@@ -106,7 +106,7 @@ class FixedBytes32(bytes):
     def __str__(self) -> str:
         return self.short_hex()
 
-    def __getnewargs__(self) -> tuple[bytes]:  # type: ignore[override]  # pickle our 1 arg
+    def __getnewargs__(self) -> tuple[bytes]:  # pickle through __new__'s length check
         return (bytes(self),)
 
 

@@ -81,24 +81,30 @@ def to_wire(value: object) -> object:
     cls = type(value)
     if cls in _NATIVE:
         return value
-    return _encoder_for(cls)(value)
+    encoder = _ENCODERS.get(cls)
+    if encoder is None:
+        encoder = _ENCODERS[cls] = _encoder_for(cls)
+    return encoder(value)
 
 
 def pack(value: object) -> bytes:
     """Encodes ``value`` as canonical msgpack bytes (see the module docstring)."""
-    return cast(bytes, msgpack.packb(to_wire(value), use_bin_type=True))
+    return cast("bytes", msgpack.packb(to_wire(value), use_bin_type=True))
 
 
-@functools.cache
+#: Encoders compiled per type (a plain dict: types are few, and lookups are the hot path).
+_ENCODERS: dict[type, _Encoder] = {}
+
+
 def _encoder_for(cls: type) -> _Encoder:
     if cls in _NATIVE:
         return _identity
     if issubclass(cls, FixedBytes32):
-        return bytes
+        return _to_bytes
     if hasattr(cls, "__to_wire__"):
         return operator.methodcaller("__to_wire__")
     if issubclass(cls, enum.Enum):
-        return lambda v: to_wire(cast(enum.Enum, v).value)
+        return lambda v: to_wire(cast("enum.Enum", v).value)
     if dataclasses.is_dataclass(cls):
         names = tuple(f.name for f in dataclasses.fields(cls))
 
@@ -122,13 +128,17 @@ def _identity(v: object) -> object:
     return v
 
 
+def _to_bytes(v: object) -> object:
+    return bytes(cast("bytes", v))
+
+
 def _encode_sequence(v: object) -> object:
     native = _NATIVE
-    return [x if type(x) in native else to_wire(x) for x in cast(list[object], v)]
+    return [x if type(x) in native else to_wire(x) for x in cast("list[object]", v)]
 
 
 def _encode_dict(v: object) -> object:
-    items = [(pack(k), to_wire(k), to_wire(x)) for k, x in cast(dict[object, object], v).items()]
+    items = [(pack(k), to_wire(k), to_wire(x)) for k, x in cast("dict[object, object]", v).items()]
     items.sort(key=operator.itemgetter(0))
     return {k: x for _, k, x in items}
 
@@ -163,7 +173,7 @@ def from_wire(tp: type[T] | object, obj: object) -> T:
         DecodeError: when ``obj`` does not have the shape of ``tp``.
     """
     try:
-        return cast(T, _decoder_for(tp)(obj))
+        return cast("T", _decoder_for(tp)(obj))
     except _Mismatch as exc:
         path = "$" + "".join(reversed(exc.path))
         raise DecodeError(f"at {path}: {exc.message}") from None
@@ -186,14 +196,24 @@ def _type_name(tp: object) -> str:
     return getattr(tp, "__qualname__", None) or repr(tp)
 
 
-@functools.cache
+#: Decoders compiled per type: ``Lww[int]`` and ``Lww[str]`` are different entries.
+_DECODERS: dict[object, _Decoder] = {}
+
+
 def _decoder_for(tp: object) -> _Decoder:
+    decoder = _DECODERS.get(tp)
+    if decoder is None:
+        decoder = _DECODERS[tp] = _build_decoder(tp)
+    return decoder
+
+
+def _build_decoder(tp: object) -> _Decoder:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is type(None) or tp is None:
         return _expect_none
     if tp is bool or tp is int or tp is str or tp is bytes:
-        return _expect_exact(cast(type, tp))
+        return _expect_exact(cast("type", tp))
     if origin is typing.Union or origin is types.UnionType:
         return _union_decoder(tp, args)
     if origin is tuple:
@@ -398,7 +418,7 @@ def _substitute(tp: object, subst: dict[object, object]) -> object:
     new_args = tuple(_substitute(a, subst) for a in args)
     if origin is typing.Union or origin is types.UnionType:
         return functools.reduce(operator.or_, new_args)
-    return cast(typing.Any, origin)[new_args[0] if len(new_args) == 1 else new_args]
+    return cast("typing.Any", origin)[new_args[0] if len(new_args) == 1 else new_args]
 
 
 # ------------------------------------------------------------------------------ versions
@@ -467,10 +487,10 @@ def decode_versioned(cls: type[V], data: bytes | bytearray | memoryview) -> V:
     for depth, fmt in sorted(enumerate(chain), key=lambda e: -len(e[1].VERSION_MARKER)):
         marker = fmt.VERSION_MARKER
         if marker and raw.startswith(marker):
-            return _migrate_up(chain, depth, unpack(fmt, memoryview(raw)[len(marker) :]))
+            return cast("V", _migrate_up(chain, depth, unpack(fmt, memoryview(raw)[len(marker) :])))
     oldest = chain[-1]
     if not oldest.VERSION_MARKER and raw[:1] and not raw[:1].isalpha():
-        return _migrate_up(chain, len(chain) - 1, unpack(oldest, raw))
+        return cast("V", _migrate_up(chain, len(chain) - 1, unpack(oldest, raw)))
     known = ", ".join(repr(f.VERSION_MARKER) for f in chain)
     raise UnknownVersionError(
         f"{cls.__qualname__}: unknown version marker at {raw[:_MARKER_PREVIEW]!r} "
@@ -478,7 +498,7 @@ def decode_versioned(cls: type[V], data: bytes | bytearray | memoryview) -> V:
     )
 
 
-def _migrate_up(chain: list[type[Versioned]], depth: int, value: object) -> V:
+def _migrate_up(chain: list[type[Versioned]], depth: int, value: object) -> object:
     for fmt in reversed(chain[:depth]):
         value = fmt.migrate(value)
-    return cast(V, value)
+    return value

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from hypothesis import strategies as st
 
-from .crdt import Bool, Crdt, Deletable, Lww, LwwMap, Map
+from .crdt import Bool, Crdt, Deletable, Lww, LwwMap, Map, Ordered
 from .data import FixedBytes32
 from .encode import pack
 
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound=Crdt)
-K = TypeVar("K")
+K = TypeVar("K", bound=Ordered)
 T = TypeVar("T")
 
 #: Timestamps in 0..5: collisions (concurrent writers on one stamp) happen in most examples.
@@ -87,9 +87,7 @@ def lww_maps(
     keys: st.SearchStrategy[K], values: st.SearchStrategy[T]
 ) -> st.SearchStrategy[LwwMap[K, T]]:
     """:class:`LwwMap` s of up to 6 keys with small timestamps."""
-    return st.dictionaries(keys, st.tuples(timestamps(), values), max_size=6).map(
-        LwwMap.from_items
-    )
+    return st.dictionaries(keys, st.tuples(timestamps(), values), max_size=6).map(LwwMap.from_items)
 
 
 def maps(keys: st.SearchStrategy[K], values: st.SearchStrategy[T]) -> st.SearchStrategy[Map[K, T]]:

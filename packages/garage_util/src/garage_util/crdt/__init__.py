@@ -8,6 +8,7 @@ embedders' own types.
 
 from ._base import Crdt as Crdt
 from ._base import CrdtStruct as CrdtStruct
+from ._base import Ordered as Ordered
 from ._base import merge_optional as merge_optional
 from ._base import merge_values as merge_values
 from ._lww import Lww as Lww
@@ -24,6 +25,7 @@ __all__ = [
     "Lww",
     "LwwMap",
     "Map",
+    "Ordered",
     "merge_optional",
     "merge_values",
 ]

@@ -22,13 +22,21 @@ timestamp, and every replica decides the same way.
 from __future__ import annotations
 
 import dataclasses
-from typing import Self, TypeVar, cast
+from typing import Any, Protocol, Self, TypeVar, cast
 
-from ..encode import pack
+from garage_util.encode import pack
 
-__all__ = ["Crdt", "CrdtStruct", "merge_optional", "merge_values"]
+__all__ = ["Crdt", "CrdtStruct", "Ordered", "merge_optional", "merge_values"]
 
 T = TypeVar("T")
+
+
+class Ordered(Protocol):
+    """Keys of ``LwwMap`` and ``Map``: values with a total order (str, bytes, int, ids)."""
+
+    # Any, not object: str.__lt__ takes a str, and a parameter must accept what the
+    # protocol's does.
+    def __lt__(self, other: Any, /) -> bool: ...
 
 
 class Crdt:
@@ -51,7 +59,7 @@ def merge_values(a: T, b: T) -> T:
     if isinstance(a, Crdt):
         if not isinstance(b, type(a)) and not isinstance(a, type(b)):
             raise TypeError(f"cannot merge {type(a).__qualname__} with {type(b).__qualname__}")
-        return cast(T, a.merge(cast(Crdt, b)))
+        return cast("T", cast("Crdt", a).merge(cast("Crdt", b)))
     if isinstance(b, Crdt):
         raise TypeError(f"cannot merge {type(a).__qualname__} with {type(b).__qualname__}")
     if a is None:
@@ -93,10 +101,8 @@ class CrdtStruct(Crdt):
     __slots__ = ()
 
     def merge(self, other: Self) -> Self:
-        if not dataclasses.is_dataclass(self):
-            raise TypeError(f"{type(self).__qualname__} must be a dataclass to be a CrdtStruct")
         values = {
             f.name: merge_values(getattr(self, f.name), getattr(other, f.name))
-            for f in dataclasses.fields(self)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
         }
         return type(self)(**values)

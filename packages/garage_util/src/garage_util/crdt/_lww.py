@@ -17,16 +17,19 @@ never assigned over it (assigning would drop concurrent updates of other keys).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
-from ..clock import increment_logical_clock
-from ._base import Crdt, merge_values
+from garage_util.clock import increment_logical_clock
+
+from ._base import Crdt, Ordered, merge_values
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["Lww", "LwwMap"]
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Ordered)
 T = TypeVar("T")
 
 
@@ -85,7 +88,7 @@ class LwwMap(Crdt, Generic[K, T]):
     def __post_init__(self) -> None:
         vals = self.vals
         for i in range(1, len(vals)):
-            if not vals[i - 1][0] < vals[i][0]:  # type: ignore[operator]  # keys are ordered
+            if not vals[i - 1][0] < vals[i][0]:
                 raise ValueError("LwwMap entries must be sorted by key, with unique keys")
 
     @classmethod
@@ -147,7 +150,7 @@ class LwwMap(Crdt, Generic[K, T]):
         return type(self)(tuple(sorted(((k, ts, v) for k, (ts, v) in merged.items()), key=_first)))
 
     def _find(self, key: K) -> tuple[K, int, T] | None:
-        i = bisect.bisect_left(self.vals, key, key=_first)  # type: ignore[arg-type]  # ordered keys
+        i = bisect.bisect_left(self.vals, key, key=_first)
         if i < len(self.vals) and self.vals[i][0] == key:
             return self.vals[i]
         return None

@@ -8,15 +8,17 @@ values are merged with their own rule. Entries are never removed. Stored as a tu
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
-from ._base import Crdt, merge_values
+from ._base import Crdt, Ordered, merge_values
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["Map"]
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Ordered)
 T = TypeVar("T")
 
 
@@ -36,7 +38,7 @@ class Map(Crdt, Generic[K, T]):
     def __post_init__(self) -> None:
         vals = self.vals
         for i in range(1, len(vals)):
-            if not vals[i - 1][0] < vals[i][0]:  # type: ignore[operator]  # keys are ordered
+            if not vals[i - 1][0] < vals[i][0]:
                 raise ValueError("Map entries must be sorted by key, with unique keys")
 
     @classmethod
@@ -46,7 +48,7 @@ class Map(Crdt, Generic[K, T]):
 
     def get(self, key: K) -> T | None:
         """The value of ``key``, or None."""
-        i = bisect.bisect_left(self.vals, key, key=_first)  # type: ignore[arg-type]  # ordered keys
+        i = bisect.bisect_left(self.vals, key, key=_first)
         if i < len(self.vals) and self.vals[i][0] == key:
             return self.vals[i][1]
         return None
