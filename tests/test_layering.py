@@ -8,21 +8,18 @@ functions and ``TYPE_CHECKING`` blocks), so a lazy import cannot sneak past it.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
-LAYERS = [
-    "garage_util",
-    "garage_rpc",
-    "garage_table",
-    "garage_model",
-    "garage_api",
-    "garage_web",
-    "garage",
-]
+ROOT = Path(__file__).resolve().parent.parent
+# Bottom to top, from the import-linter contract in pyproject.toml (one source of truth).
+LAYERS: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+    "contracts"
+][0]["layers"][::-1]
 RANK = {name: i for i, name in enumerate(LAYERS)}
-PACKAGES = Path(__file__).resolve().parent.parent / "packages"
+PACKAGES = ROOT / "packages"
 
 
 def upward_imports(package: str, source: str, filename: str = "<src>") -> list[str]:
@@ -61,8 +58,6 @@ def test_no_package_imports_an_upper_one(package: str) -> None:
 
 @pytest.mark.parametrize("package", LAYERS)
 def test_each_package_declares_only_lower_garage_dependencies(package: str) -> None:
-    import tomllib
-
     meta = tomllib.loads((PACKAGES / package / "pyproject.toml").read_text())
     deps = meta["project"].get("dependencies", [])
     garage_deps = [d.split("[")[0].split(">")[0].strip().replace("-", "_") for d in deps]

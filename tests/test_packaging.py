@@ -11,20 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = [
-    "garage_util",
-    "garage_rpc",
-    "garage_table",
-    "garage_model",
-    "garage_api",
-    "garage_web",
-    "garage",
-]
+# Bottom to top, from the import-linter contract in pyproject.toml (one source of truth).
+LAYERS: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+    "contracts"
+][0]["layers"][::-1]
 
 
 def _uv() -> str:

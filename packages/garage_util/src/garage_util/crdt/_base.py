@@ -22,9 +22,12 @@ timestamp, and every replica decides the same way.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, cast
 
 from garage_util.encode import pack
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["Crdt", "CrdtStruct", "Ordered", "merge_optional", "merge_values"]
 
@@ -47,6 +50,20 @@ class Crdt:
     def merge(self, other: Self) -> Self:
         """Returns the join of ``self`` and ``other`` (neither is changed)."""
         raise NotImplementedError
+
+
+def check_sorted_keys(entries: Sequence[Sequence[object]], what: str) -> None:
+    """Checks that map entries are sorted by their first item, with no repeated key.
+
+    Maps must be canonical (equal maps, equal bytes), so a map built from unsorted entries,
+    by hand or by a decoder, is refused rather than silently sorted.
+
+    Raises:
+        ValueError: naming the map type.
+    """
+    for i in range(1, len(entries)):
+        if not cast("Ordered", entries[i - 1][0]) < entries[i][0]:
+            raise ValueError(f"{what} entries must be sorted by key, with unique keys")
 
 
 def merge_values(a: T, b: T) -> T:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from garage_util.clock import increment_logical_clock
 
-from ._base import Crdt, Ordered, merge_values
+from ._base import Crdt, Ordered, check_sorted_keys, merge_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,10 +86,7 @@ class LwwMap(Crdt, Generic[K, T]):
     vals: tuple[tuple[K, int, T], ...] = ()
 
     def __post_init__(self) -> None:
-        vals = self.vals
-        for i in range(1, len(vals)):
-            if not vals[i - 1][0] < vals[i][0]:
-                raise ValueError("LwwMap entries must be sorted by key, with unique keys")
+        check_sorted_keys(self.vals, "LwwMap")
 
     @classmethod
     def from_items(cls, items: dict[K, tuple[int, T]]) -> LwwMap[K, T]:

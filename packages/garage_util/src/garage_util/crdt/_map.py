@@ -11,7 +11,7 @@ import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
-from ._base import Crdt, Ordered, merge_values
+from ._base import Crdt, Ordered, check_sorted_keys, merge_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,10 +36,7 @@ class Map(Crdt, Generic[K, T]):
     vals: tuple[tuple[K, T], ...] = ()
 
     def __post_init__(self) -> None:
-        vals = self.vals
-        for i in range(1, len(vals)):
-            if not vals[i - 1][0] < vals[i][0]:
-                raise ValueError("Map entries must be sorted by key, with unique keys")
+        check_sorted_keys(self.vals, "Map")
 
     @classmethod
     def from_items(cls, items: dict[K, T]) -> Map[K, T]:

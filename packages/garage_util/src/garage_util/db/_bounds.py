@@ -106,15 +106,17 @@ def lookup_key(key: object) -> bytes | None:
     return k
 
 
+def _split(bound: Included | Excluded | bytes, *, plain_inclusive: bool) -> tuple[bytes, bool]:
+    """A bound's key and whether it is inclusive; a plain key is ``plain_inclusive``."""
+    if isinstance(bound, Included | Excluded):
+        return as_bytes(bound.key), isinstance(bound, Included)
+    return as_bytes(bound), plain_inclusive
+
+
 def _lower(bound: Bound) -> NormBound:
     if bound is None:
         return None
-    if isinstance(bound, Included | Excluded):
-        key = as_bytes(bound.key)
-        inclusive = isinstance(bound, Included)
-    else:
-        key = as_bytes(bound)
-        inclusive = True
+    key, inclusive = _split(bound, plain_inclusive=True)
     if not key:
         # Every stored key is > b"", so both kinds of empty start are unbounded.
         return None
@@ -130,12 +132,7 @@ def _upper(bound: Bound) -> NormBound | Literal[False]:
     """Like :func:`_lower` for an end bound; ``False`` means the range is empty."""
     if bound is None:
         return None
-    if isinstance(bound, Included | Excluded):
-        key = as_bytes(bound.key)
-        inclusive = isinstance(bound, Included)
-    else:
-        key = as_bytes(bound)
-        inclusive = False
+    key, inclusive = _split(bound, plain_inclusive=False)
     if not key:
         # Nothing sorts below or equal to b"" once empty keys are excluded.
         return False
