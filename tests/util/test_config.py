@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from garage_util import FixedBytes32
 from garage_util.config import (
     AdminConfig,
     BootstrapPeer,
@@ -247,8 +248,8 @@ def test_full_config() -> None:
     assert cfg.rpc_public_addr_subnet == ipaddress.ip_network("10.0.0.0/8")
     assert (cfg.rpc_ping_timeout_msec, cfg.rpc_timeout_msec) == (2000, 60000)
     assert cfg.bootstrap_peers == (
-        BootstrapPeer(bytes.fromhex(NODE_ID), "10.0.0.2", 3901),
-        BootstrapPeer(bytes.fromhex(NODE_ID), "fd00::2", 3901),
+        BootstrapPeer(FixedBytes32.from_hex(NODE_ID), "10.0.0.2", 3901),
+        BootstrapPeer(FixedBytes32.from_hex(NODE_ID), "fd00::2", 3901),
     )
     assert str(cfg.bootstrap_peers[1]) == f"{NODE_ID}@[fd00::2]:3901"
     assert cfg.allow_world_readable_secrets

@@ -1,4 +1,4 @@
-"""Sizes and durations as people write them (garage_util._units, re-exported by config)."""
+"""Sizes and durations as people write them (garage_util.config._units, re-exported by config)."""
 
 from __future__ import annotations
 
