@@ -208,3 +208,14 @@ def test_decode_errors_name_the_path() -> None:
 def test_trailing_bytes_are_refused() -> None:
     with pytest.raises(DecodeError, match="not valid msgpack"):
         unpack(int, pack(1) + b"\x00")
+
+
+def test_a_map_with_an_unhashable_key_is_a_decode_error() -> None:
+    raw = b"\x81\x91\x01\x02"  # {[1]: 2}: msgpack allows it, Python dicts do not
+    with pytest.raises(DecodeError, match="not valid msgpack"):
+        unpack(dict[int, int], raw)
+
+
+def test_unpack_is_typed_as_the_class_it_decodes() -> None:
+    value = unpack(Inner, pack(Inner(FixedBytes32.zero(), Color.BLUE)))
+    assert value.color is Color.BLUE  # mypy checks this attribute access on Inner

@@ -39,7 +39,7 @@ import operator
 import types
 import typing
 from collections.abc import Callable
-from typing import ClassVar, Final, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Self, TypeVar, cast, overload
 
 import msgpack
 
@@ -166,20 +166,30 @@ def _at(step: str, exc: _Mismatch) -> _Mismatch:
     return exc
 
 
-def from_wire(tp: type[T] | object, obj: object) -> T:
+@overload
+def from_wire(tp: type[T], obj: object) -> T: ...
+@overload
+def from_wire(tp: object, obj: object) -> Any: ...
+def from_wire(tp: object, obj: object) -> object:
     """Builds a value of type ``tp`` from its msgpack-native structure.
 
     Raises:
         DecodeError: when ``obj`` does not have the shape of ``tp``.
     """
     try:
-        return cast("T", _decoder_for(tp)(obj))
+        return _decoder_for(tp)(obj)
     except _Mismatch as exc:
         path = "$" + "".join(reversed(exc.path))
         raise DecodeError(f"at {path}: {exc.message}") from None
 
 
-def unpack(tp: type[T] | object, data: bytes | bytearray | memoryview) -> T:
+# A type expression that is not a class (``Foo | None``, ``tuple[int, ...]``) has no
+# static type mypy can turn into the decoded value's type: those calls return Any.
+@overload
+def unpack(tp: type[T], data: bytes | bytearray | memoryview) -> T: ...
+@overload
+def unpack(tp: object, data: bytes | bytearray | memoryview) -> Any: ...
+def unpack(tp: object, data: bytes | bytearray | memoryview) -> object:
     """Decodes msgpack bytes as a value of type ``tp`` (the whole input must be consumed).
 
     Raises:
@@ -187,7 +197,8 @@ def unpack(tp: type[T] | object, data: bytes | bytearray | memoryview) -> T:
     """
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # TypeError: a map whose key is an array or a map (unhashable in Python).
         raise DecodeError(f"{_type_name(tp)}: bytes are not valid msgpack ({exc})") from exc
     return from_wire(tp, obj)
 
