@@ -30,10 +30,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, final
 
+from garage_util.data import FixedBytes32
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from garage_util.data import FixedBytes32
 
 __all__ = [
     "PING_WINDOW",

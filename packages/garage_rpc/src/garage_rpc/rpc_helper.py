@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 import anyio
 import anyio.abc
 
+from garage_util.data import FixedBytes32
+
 from ._quorum import QuorumError, QuorumSetResultTracker, request_order
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from garage_util.data import FixedBytes32
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias, final
 
 from garage_util.config import ConsistencyMode
+from garage_util.data import Hash
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from garage_util.data import Hash, Uuid
+    from garage_util.data import Uuid
 
     from ._history import LayoutHistory
     from ._trackers import UpdateTracker

@@ -17,7 +17,6 @@ Definitions (all integers, no floats):
 
 # The annotations below must resolve at runtime (``typing.get_type_hints``, which
 # garage_util.encode uses on dataclasses), so the names they use are imported for real.
-# ruff: noqa: TC001
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ oldest live version (every node is trivially synced up to it).
 
 # The annotations below must resolve at runtime (``typing.get_type_hints``, which
 # garage_util.encode uses on dataclasses), so the names they use are imported for real.
-# ruff: noqa: TC001
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ Invariants of a version with an assignment (:meth:`LayoutVersion.check`):
 
 # The annotations below must resolve at runtime (``typing.get_type_hints``, which
 # garage_util.encode uses on dataclasses), so the names they use are imported for real.
-# ruff: noqa: TC001, TC003
+# ruff: noqa: TC003
 
 from __future__ import annotations
 

@@ -23,13 +23,11 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import Generic, TypeVar, final
 
 from ._errors import InvalidBgVarValueError, ReadOnlyBgVarError, UnknownBgVarError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = ["BgVars", "Tunable", "int_tunable"]
 

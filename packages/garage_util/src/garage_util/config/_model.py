@@ -9,7 +9,6 @@ secrets are hidden from ``repr``.
 
 # The annotations below must resolve at runtime (``typing.get_type_hints``, which
 # garage_util.encode uses on dataclasses), so the names they use are imported for real.
-# ruff: noqa: TC001, TC003
 
 from __future__ import annotations
 
