@@ -12,7 +12,11 @@ import anyio
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-READMES = [ROOT / "README.md", ROOT / "packages" / "garage_util" / "README.md"]
+READMES = [
+    ROOT / "README.md",
+    ROOT / "packages" / "garage_util" / "README.md",
+    ROOT / "packages" / "garage_rpc" / "README.md",
+]
 
 
 def _python_blocks(path: Path) -> list[str]:

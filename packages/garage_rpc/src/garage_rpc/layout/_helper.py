@@ -31,6 +31,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias, final
 
+# Transitions always reason with the consistent-mode write quorum (Garage: helper.rs).
+from garage_rpc.replication_mode import ReplicationParams
 from garage_util.config import ConsistencyMode
 from garage_util.data import Hash
 
@@ -79,12 +81,6 @@ def layout_digest(history: LayoutHistory) -> LayoutDigest:
     )
 
 
-def _write_quorum(replication_factor: int) -> int:
-    # The consistent-mode write quorum, rf + 1 - ceil(rf / 2) (Garage: replication_mode.rs;
-    # ReplicationParams computes the same). Transitions always reason in consistent mode.
-    return replication_factor + 1 - (replication_factor + 1) // 2
-
-
 @final
 class LayoutHelper:
     """A layout history after housekeeping, with the values requests need cached.
@@ -123,7 +119,7 @@ class LayoutHelper:
         self._all_storage_nodes = all_storage_nodes
         self._ack_map_min = history.update_trackers.ack_map.min_among(all_nodes, history.min_stored)
         self._sync_map_min = history.calculate_sync_map_min_with_quorum(
-            _write_quorum(history.current.replication_factor), all_storage_nodes
+            ReplicationParams(history.current.replication_factor).write_quorum, all_storage_nodes
         )
         self._digest = layout_digest(history)
 
