@@ -103,6 +103,16 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
         raise AssertionError(f"gave up waiting: {what}") from None
 
 
+async def three_nodes(
+    stack: AsyncExitStack, tg: anyio.abc.TaskGroup, keys: list[NodeKey]
+) -> tuple[Node, Node, Node]:
+    """Starts a, then b and c with a as their bootstrap peer; stopped when ``stack`` exits."""
+    a = await stack.enter_async_context(started(tg, keys[0], []))
+    b = await stack.enter_async_context(started(tg, keys[1], [(a.id, a.addr)]))
+    c = await stack.enter_async_context(started(tg, keys[2], [(a.id, a.addr)]))
+    return a, b, c
+
+
 def acked_by_all(node: Node, ids: set[FixedBytes32], version: int) -> bool:
     ack_map = node.layout.history.update_trackers.ack_map
     return all(ack_map.get(i, 0) >= version for i in ids)
@@ -136,9 +146,7 @@ async def test_a_stopped_node_is_seen_down_then_up_again_after_restart() -> None
     keys = [NodeKey.generate() for _ in range(3)]
     async with anyio.create_task_group() as tg:
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(started(tg, keys[0], []))
-            b = await stack.enter_async_context(started(tg, keys[1], [(a.id, a.addr)]))
-            c = await stack.enter_async_context(started(tg, keys[2], [(a.id, a.addr)]))
+            a, b, c = await three_nodes(stack, tg, keys)
             ids = {a.id, b.id, c.id}
             await wait_until(lambda: sees_all(a, ids) and sees_all(b, ids), "full mesh")
             c_addr = c.addr
@@ -192,6 +200,7 @@ async def test_known_nodes_reports_status_over_rpc() -> None:
             status = by_id[b.id].status
             assert status is not None
             assert status.replication_factor == 3
+            assert status.public_addr == f"127.0.0.1:{b.addr[1]}"
             with pytest.raises(RpcError):
                 await client.call(b.id, GET_KNOWN_NODES, GetKnownNodes())  # not connected
         tg.cancel_scope.cancel()
@@ -201,9 +210,7 @@ async def test_an_applied_layout_reaches_every_node_and_drives_health() -> None:
     keys = [NodeKey.generate() for _ in range(3)]
     async with anyio.create_task_group() as tg:
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(started(tg, keys[0], []))
-            b = await stack.enter_async_context(started(tg, keys[1], [(a.id, a.addr)]))
-            c = await stack.enter_async_context(started(tg, keys[2], [(a.id, a.addr)]))
+            a, b, c = await three_nodes(stack, tg, keys)
             ids = {a.id, b.id, c.id}
             await wait_until(lambda: sees_all(a, ids), "full mesh")
             assert a.system.health().status is HealthStatus.UNAVAILABLE  # no layout yet
@@ -218,7 +225,11 @@ async def test_an_applied_layout_reaches_every_node_and_drives_health() -> None:
             assert summary.partition_size > 0
             assert await a.layout.update(applied, push_to=a.peering.up_peers())
             await wait_until(lambda: b.layout.helper.current.version == 1, "b got version 1")
-            assert a.system.health().status is HealthStatus.DEGRADED  # c is down, rf 3
+            degraded = a.system.health()
+            assert degraded.status is HealthStatus.DEGRADED  # c is down, rf 3
+            assert len(degraded.replicas_up) == 256
+            assert set(degraded.replicas_up) == {2}  # every partition lost exactly c
+            assert (degraded.storage_nodes, degraded.storage_nodes_up) == (3, 2)
 
             async with started(tg, keys[2], [(a.id, a.addr)], port=c_port) as c2:
                 assert c2.layout.helper.current.version == 0  # in-memory layout: forgotten

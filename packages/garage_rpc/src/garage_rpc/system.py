@@ -88,6 +88,7 @@ class NodeStatus:
     """What a node tells its peers about itself every few seconds."""
 
     hostname: str | None
+    public_addr: str | None
     replication_factor: int
     layout_digest: LayoutDigest | None
     meta_disk: DiskSpace | None
@@ -141,6 +142,8 @@ class ClusterHealth:
     partitions: int
     partitions_quorum: int
     partitions_all_ok: int
+    replicas_up: tuple[int, ...]
+    """Per partition, the up replicas in its worst live layout version."""
 
 
 def cluster_health(
@@ -157,6 +160,9 @@ def cluster_health(
     """
     storage = {n for sets in partition_sets for s in sets for n in s}
     quorum = all_ok = 0
+    replicas_up = tuple(
+        min((sum(n in up for n in s) for s in sets), default=0) for sets in partition_sets
+    )
     for sets in partition_sets:
         if all(sum(n in up for n in s) >= write_quorum for s in sets):
             quorum += 1
@@ -172,7 +178,12 @@ def cluster_health(
         status = HealthStatus.DEGRADED
     else:
         status = HealthStatus.UNAVAILABLE
-    return ClusterHealth(status, len(storage), storage_up, n, quorum, all_ok)
+    return ClusterHealth(status, len(storage), storage_up, n, quorum, all_ok, replicas_up)
+
+
+def _format_addr(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _disk(path: Path | None) -> DiskSpace | None:
@@ -238,8 +249,10 @@ class System:
 
     def local_status(self) -> NodeStatus:
         """This node's status now (reads the free space of its directories)."""
+        addr = self._netapp.public_addr
         return NodeStatus(
             hostname=socket.gethostname(),
+            public_addr=None if addr is None else _format_addr(addr),
             replication_factor=self._rf,
             layout_digest=None if self._layout is None else self._layout.digest(),
             meta_disk=_disk(self._meta_dir),

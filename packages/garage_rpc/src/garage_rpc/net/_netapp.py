@@ -204,6 +204,16 @@ class NetApp:
         conns = (self._connection_to(node_id) for node_id in self._conns)
         return [_info(conn) for conn in conns if conn is not None]
 
+    @property
+    def public_addr(self) -> SocketAddr | None:
+        """Where peers should connect to us: ``public_addr`` if configured, else the address
+        we listen on (None before :meth:`run` binds, or for a node that does not listen)."""
+        if self._public_addr is not None:
+            return self._public_addr
+        if self._listen_host is None or self._listen_port is None:
+            return None
+        return (self._listen_host, self._listen_port)
+
     def statistics(self) -> NetAppStatistics:
         """What is in flight, summed over every connection."""
         stats = [conn.statistics() for conns in self._conns.values() for conn in conns]
