@@ -19,10 +19,9 @@ their node sets, and reads go to the newest version that every node has fully sy
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from garage_util.data import Hash, Uuid
+from garage_util.data import Hash, Uuid
 
 __all__ = ["SyncPartition", "SyncPartitions", "TableReplication"]
 
