@@ -140,6 +140,14 @@ def test_chain_definitions_are_checked() -> None:
         class NoMarker(Versioned):
             pass
 
+    class AbstractBase(Versioned, abstract=True):  # an intermediate base: no format
+        pass
+
+    with pytest.raises(TypeError, match="must define VERSION_MARKER"):
+
+        class ConcreteWithoutMarker(AbstractBase):
+            pass
+
     with pytest.raises(TypeError, match="only the oldest"):
 
         class UnmarkedNewer(Versioned):

@@ -1,6 +1,76 @@
-"""Replicated CRDT tables with quorums, read repair, Merkle anti-entropy and tombstone GC.
+"""garage_table: replicated CRDT tables, embeddable in any Python app (asyncio or trio).
 
-This layer is not built yet (see issue #4); it exports nothing so far.
+Declare a table with a :class:`TableSchema` (keys, entry CRDT, tombstones, filters, an
+``updated`` hook), choose its placement (:class:`TableShardedReplication` over the
+cluster layout, or :class:`TableFullReplication`), and get:
+
+- :class:`TableData`: the local store on the metadata db, with the Merkle todo and the
+  ``updated`` hook committed in the same transaction as every change;
+- :class:`Table`: quorum writes and reads with read repair, over garage_rpc;
+- :class:`TableSyncer` / :class:`SyncWorker`: Merkle anti-entropy between replicas, and
+  hand-over of partitions a node no longer stores;
+- :class:`MerkleWorker` and :class:`InsertQueueWorker`: the background workers that keep
+  the Merkle trees up to date and propagate queued inserts.
+
+garage_table depends only on garage_rpc and garage_util, never on the S3 layers.
 """
 
-__all__: list[str] = []
+from ._data import TableData as TableData
+from ._merkle import EMPTY_NODE_HASH as EMPTY_NODE_HASH
+from ._merkle import MerkleEmpty as MerkleEmpty
+from ._merkle import MerkleIntermediate as MerkleIntermediate
+from ._merkle import MerkleLeaf as MerkleLeaf
+from ._merkle import MerkleNode as MerkleNode
+from ._merkle import MerkleNodeKey as MerkleNodeKey
+from ._merkle import MerkleUpdater as MerkleUpdater
+from ._merkle import MerkleWorker as MerkleWorker
+from ._queue import InsertQueueWorker as InsertQueueWorker
+from ._strategies import TableFullReplication as TableFullReplication
+from ._strategies import TableShardedReplication as TableShardedReplication
+from ._sync import SyncWorker as SyncWorker
+from ._sync import TableSyncer as TableSyncer
+from .errors import NoLayoutError as NoLayoutError
+from .errors import TableError as TableError
+from .replication import SyncPartition as SyncPartition
+from .replication import SyncPartitions as SyncPartitions
+from .replication import TableReplication as TableReplication
+from .schema import DeletedFilter as DeletedFilter
+from .schema import EmptyKey as EmptyKey
+from .schema import EnumerationOrder as EnumerationOrder
+from .schema import PartitionKey as PartitionKey
+from .schema import SortKey as SortKey
+from .schema import StringKey as StringKey
+from .schema import TableEntry as TableEntry
+from .schema import TableSchema as TableSchema
+from .table import Table as Table
+
+__all__ = [
+    "EMPTY_NODE_HASH",
+    "DeletedFilter",
+    "EmptyKey",
+    "EnumerationOrder",
+    "InsertQueueWorker",
+    "MerkleEmpty",
+    "MerkleIntermediate",
+    "MerkleLeaf",
+    "MerkleNode",
+    "MerkleNodeKey",
+    "MerkleUpdater",
+    "MerkleWorker",
+    "NoLayoutError",
+    "PartitionKey",
+    "SortKey",
+    "StringKey",
+    "SyncPartition",
+    "SyncPartitions",
+    "SyncWorker",
+    "Table",
+    "TableData",
+    "TableEntry",
+    "TableError",
+    "TableFullReplication",
+    "TableReplication",
+    "TableSchema",
+    "TableShardedReplication",
+    "TableSyncer",
+]

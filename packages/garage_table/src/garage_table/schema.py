@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from garage_util.crdt import Crdt
 from garage_util.data import HASH_LEN, FixedBytes32, Hash, blake2sum
@@ -44,7 +44,9 @@ __all__ = [
 
 P = TypeVar("P", bound="PartitionKey")
 S = TypeVar("S", bound="SortKey")
-E = TypeVar("E", bound="TableEntry[PartitionKey, SortKey]")
+# Any: the key parameters of TableEntry are invariant, so a bound with the protocols
+# would refuse every entry with concrete key types.
+E = TypeVar("E", bound="TableEntry[Any, Any]")
 F = TypeVar("F")
 
 
@@ -98,7 +100,7 @@ def tree_key(partition_key: PartitionKey, sort_key: SortKey) -> bytes:
     return bytes(partition_key.hash()) + sort_key.sort_key()
 
 
-class TableEntry(Crdt, Versioned, Generic[P, S]):
+class TableEntry(Crdt, Versioned, Generic[P, S], abstract=True):
     """Base of table entries: a CRDT with a versioned encoding and its two keys.
 
     Subclasses are frozen dataclasses that set ``VERSION_MARKER`` (and ``PREVIOUS`` /

@@ -449,8 +449,12 @@ class Versioned:
     VERSION_MARKER: ClassVar[bytes]
     PREVIOUS: ClassVar[type[Versioned] | None] = None
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: object) -> None:
+        """Checks the format chain; ``abstract=True`` marks an intermediate base class
+        (e.g. a table entry base) that has no format of its own."""
         super().__init_subclass__(**kwargs)
+        if abstract:
+            return
         if "VERSION_MARKER" not in cls.__dict__:
             raise TypeError(f"{cls.__qualname__} must define VERSION_MARKER")
         seen: dict[bytes, str] = {}

@@ -174,12 +174,19 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 @final
 class _Reader:
-    """Owner of one thread's reader connection; it lives in that thread's local storage."""
+    """Owner of one thread's reader connection; it lives in that thread's local storage.
 
-    __slots__ = ("__weakref__", "conn")
+    ``lock`` is held while the connection runs a statement. Only ``close`` ever contends
+    for it: closing a connection another thread is stepping would deadlock (sqlite waits
+    for that thread, which waits for the GIL held by the closing thread), so ``close``
+    waits for the statement to finish first (``Lock.acquire`` releases the GIL).
+    """
+
+    __slots__ = ("__weakref__", "conn", "lock")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.lock = threading.Lock()
 
 
 class _ReaderLocal(threading.local):
@@ -311,10 +318,10 @@ class SqliteEngine(Engine):
 
     # ------------------------------------------------------------------ connections
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reader(self) -> _Reader:
         reader = self._tls.reader
         if reader is not None:
-            return reader.conn
+            return reader
         with _translate("opening a reader connection"):
             conn = _connect(self._path)
             try:
@@ -328,7 +335,7 @@ class SqliteEngine(Engine):
         with self._readers_lock:
             self._readers.add(reader)
         self._tls.reader = reader
-        return conn
+        return reader
 
     # ------------------------------------------------------------------ Engine
 
@@ -346,12 +353,11 @@ class SqliteEngine(Engine):
         self._sql[name] = sql
 
     def list_trees(self) -> list[str]:
-        with _translate("listing trees"):
-            rows = (
-                self._reader()
-                .execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetchall()
-            )
+        reader = self._reader()
+        with _translate("listing trees"), reader.lock:
+            rows = reader.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            ).fetchall()
         names = []
         for (table,) in rows:
             if isinstance(table, str) and table.startswith(_TABLE_PREFIX):
@@ -361,15 +367,21 @@ class SqliteEngine(Engine):
         return names
 
     def get(self, tree: str, key: bytes) -> bytes | None:
-        return _ops_get(self._reader(), self._sql[tree], key)
+        reader = self._reader()
+        with reader.lock:
+            return _ops_get(reader.conn, self._sql[tree], key)
 
     def len(self, tree: str) -> int:
-        return _ops_len(self._reader(), self._sql[tree])
+        reader = self._reader()
+        with reader.lock:
+            return _ops_len(reader.conn, self._sql[tree])
 
     def range_batch(
         self, tree: str, lo: NormBound, hi: NormBound, reverse: bool, limit: int
     ) -> list[Item]:
-        return _ops_range(self._reader(), self._sql[tree], lo, hi, reverse, limit)
+        reader = self._reader()
+        with reader.lock:
+            return _ops_range(reader.conn, self._sql[tree], lo, hi, reverse, limit)
 
     def insert(self, tree: str, key: bytes, value: bytes) -> None:
         _ops_write(self._writer, "insert", self._sql[tree].insert, (key, value))
@@ -407,7 +419,7 @@ class SqliteEngine(Engine):
         with self._readers_lock:
             readers = list(self._readers)
         for reader in readers:
-            with _translate("closing a reader connection"):
+            with _translate("closing a reader connection"), reader.lock:
                 reader.conn.close()
         # Last: closing the last connection checkpoints the WAL into the main file.
         with _translate("closing the writer connection"):

@@ -1,0 +1,393 @@
+"""A replicated table: quorum reads and writes, read repair (Garage: src/table/table.rs).
+
+Entries travel as their stored (versioned) encoding; the receiver merges the bytes it got
+into its local copy (:class:`TableData`), so every replica converges on the join of every
+write it saw. Operations:
+
+- ``insert``: send the encoded entry to every node of every live layout version's set
+  (``try_write_many_sets``) and return once each set has a write quorum; the remaining
+  replicas keep being written in the background.
+- ``insert_many``: one ``Update`` per destination node carrying every entry it stores,
+  with a quorum in every distinct node set involved (so each entry has its quorum in each
+  of its own sets).
+- ``get``: ask the read quorum of the partition's read nodes, merge the answers. If they
+  differed, the merged entry is written back to the read nodes in the background
+  (read repair): the next read will find them agreeing.
+- ``get_range``: the same over a range of one partition; only the first ``limit`` merged
+  entries are returned, since entries beyond them were not necessarily seen by a quorum.
+
+Deleting is inserting a tombstone (an entry whose ``is_tombstone()`` is true); tombstone
+garbage collection removes it later, once every replica has it.
+
+Background read repairs run in the table's own task group (:meth:`Table.run`), never in
+the caller's, so a request is not held up by them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+
+import anyio
+import anyio.abc
+
+from garage_rpc.net import PRIO_NORMAL, Endpoint, NetApp
+from garage_rpc.rpc_helper import RequestStrategy, RpcHelper
+from garage_util.data import Hash
+from garage_util.encode import pack, unpack
+
+from .errors import NoLayoutError, TableError
+from .schema import EnumerationOrder, PartitionKey, SortKey, TableEntry, TableSchema
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anyio.abc import ByteReceiveStream
+
+    from garage_rpc.net import AttachedStream, NodeId
+    from garage_util.data import Uuid
+
+    from ._data import TableData
+    from .replication import TableReplication
+
+__all__ = ["ReadEntry", "ReadEntryResponse", "ReadRange", "Table", "Update"]
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound="TableEntry[Any, Any]")
+
+#: A read repair is best effort: give up on a replica after this long.
+_REPAIR_TIMEOUT_S: Final = 30.0
+_DEFAULT_STRATEGY: Final = RequestStrategy()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEntry:
+    """Request: the stored bytes of one entry."""
+
+    partition_hash: Hash
+    sort_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEntryResponse:
+    """Answer to ReadEntry: the entry's bytes, or None when absent."""
+
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRange:
+    """Request: entries of one partition from a sort key, filtered, in an order."""
+
+    partition_hash: Hash
+    begin_sort_key: bytes | None
+    filter: bytes | None
+    limit: int
+    reverse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Request (and ReadRange answer): encoded entries to merge."""
+
+    values: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _HashKey:
+    """A partition key known only by its hash (as received over RPC)."""
+
+    value: Hash
+
+    def hash(self) -> Hash:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class _BytesKey:
+    """A sort key known only by its bytes (as received over RPC)."""
+
+    value: bytes
+
+    def sort_key(self) -> bytes:
+        return self.value
+
+
+@final
+class Table(Generic[E]):
+    """One replicated table on one node.
+
+    Args:
+        schema: the table's declaration.
+        replication: where its entries live.
+        data: the local store of this node.
+        netapp: the transport (the table's endpoints are registered on it).
+        rpc: the RPC helper (must be running for writes: it owns their continuations).
+        strategy: timeouts of the table's requests.
+    """
+
+    __slots__ = (
+        "_background",
+        "_data",
+        "_ep_range",
+        "_ep_read",
+        "_ep_update",
+        "_netapp",
+        "_replication",
+        "_rpc",
+        "_schema",
+        "_strategy",
+    )
+
+    def __init__(
+        self,
+        schema: TableSchema[Any, Any, E, Any],
+        replication: TableReplication,
+        data: TableData[E],
+        netapp: NetApp,
+        rpc: RpcHelper,
+        *,
+        strategy: RequestStrategy = _DEFAULT_STRATEGY,
+    ) -> None:
+        self._schema = schema
+        self._replication = replication
+        self._data = data
+        self._netapp = netapp
+        self._rpc = rpc
+        self._strategy = strategy
+        self._background: anyio.abc.TaskGroup | None = None
+        prefix = f"garage_table/table.rs/Rpc:{schema.TABLE_NAME}"
+        self._ep_read = Endpoint(f"{prefix}/ReadEntry", ReadEntry, ReadEntryResponse)
+        self._ep_range = Endpoint(f"{prefix}/ReadRange", ReadRange, Update)
+        self._ep_update = Endpoint(f"{prefix}/Update", Update, type(None))
+        netapp.endpoint(self._ep_read, self._handle_read)
+        netapp.endpoint(self._ep_range, self._handle_range)
+        netapp.endpoint(self._ep_update, self._handle_update)
+
+    @property
+    def _name(self) -> str:
+        return self._schema.TABLE_NAME
+
+    @property
+    def data(self) -> TableData[E]:
+        """The local store of this table."""
+        return self._data
+
+    @property
+    def replication(self) -> TableReplication:
+        """The placement of this table."""
+        return self._replication
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns the task group of background read repairs; runs until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._background = tg
+            try:
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                self._background = None
+
+    # ------------------------------------------------------------------ writes
+
+    async def insert(self, entry: E) -> None:
+        """Writes ``entry`` (merged into each replica's copy) with a write quorum.
+
+        Raises:
+            QuorumError: when too few replicas acknowledged.
+            NoLayoutError: when the cluster has no layout yet.
+        """
+        await self.insert_many([entry])
+
+    async def insert_many(self, entries: Sequence[E]) -> None:
+        """Writes several entries, one message per destination node.
+
+        Raises:
+            QuorumError: when some node set did not reach its write quorum.
+            NoLayoutError: when the cluster has no layout yet.
+        """
+        if not entries:
+            return
+        per_node: dict[Uuid, list[bytes]] = {}
+        all_sets: dict[tuple[Uuid, ...], None] = {}
+        for entry in entries:
+            value = entry.encode()
+            sets = self._replication.write_sets(entry.partition_key().hash())
+            if not sets or any(not s for s in sets):
+                raise NoLayoutError(
+                    f"table {self._schema.TABLE_NAME}: no node stores this partition yet; "
+                    "the cluster needs a layout (garage layout assign, then apply)"
+                )
+            for s in sets:
+                all_sets[tuple(sorted(s))] = None
+                for node in s:
+                    values = per_node.setdefault(node, [])
+                    if not values or values[-1] is not value:
+                        values.append(value)
+
+        async def send(node: Uuid) -> None:
+            await self._netapp.call(
+                node, self._ep_update, Update(tuple(per_node[node])), prio=PRIO_NORMAL
+            )
+
+        await self._rpc.try_write_many_sets(
+            send, list(all_sets), quorum=self._replication.write_quorum(), strategy=self._strategy
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, partition_key: PartitionKey, sort_key: SortKey) -> E | None:
+        """Reads one entry from a read quorum and returns the merge of the answers.
+
+        Raises:
+            QuorumError: when too few replicas answered.
+            NoLayoutError: when the cluster has no layout yet.
+        """
+        pk_hash = partition_key.hash()
+        nodes = self._read_nodes(pk_hash)
+        request = ReadEntry(pk_hash, sort_key.sort_key())
+
+        async def read(node: Uuid) -> ReadEntryResponse:
+            return await self._netapp.call(node, self._ep_read, request, prio=PRIO_NORMAL)
+
+        answers = await self._rpc.try_call_many(
+            read, nodes, quorum=self._replication.read_quorum(), strategy=self._strategy
+        )
+        values = [a.value for a in answers]
+        present = [v for v in values if v is not None]
+        if not present:
+            return None
+        merged = self._merge(present)
+        if any(v != present[0] for v in values):
+            self._repair(nodes, [merged])
+        return merged
+
+    async def get_range(
+        self,
+        partition_key: PartitionKey,
+        begin_sort_key: SortKey | None = None,
+        *,
+        filter: object | None = None,
+        limit: int = 1000,
+        order: EnumerationOrder = EnumerationOrder.FORWARD,
+    ) -> list[E]:
+        """Reads up to ``limit`` entries of one partition from a read quorum, merged.
+
+        Raises:
+            QuorumError: when too few replicas answered.
+            NoLayoutError: when the cluster has no layout yet.
+            ValueError: when ``limit`` is not positive.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        pk_hash = partition_key.hash()
+        nodes = self._read_nodes(pk_hash)
+        request = ReadRange(
+            partition_hash=pk_hash,
+            begin_sort_key=None if begin_sort_key is None else begin_sort_key.sort_key(),
+            filter=None if filter is None else pack(filter),
+            limit=limit,
+            reverse=order is EnumerationOrder.REVERSE,
+        )
+
+        async def read(node: Uuid) -> Update:
+            return await self._netapp.call(node, self._ep_range, request, prio=PRIO_NORMAL)
+
+        answers = await self._rpc.try_call_many(
+            read, nodes, quorum=self._replication.read_quorum(), strategy=self._strategy
+        )
+        by_key: dict[bytes, list[bytes]] = {}
+        for answer in answers:
+            for value in answer.values:
+                entry = self._schema.decode_entry(value)
+                key = bytes(entry.partition_key().hash()) + entry.sort_key().sort_key()
+                by_key.setdefault(key, []).append(value)
+        merged: list[tuple[bytes, E]] = []
+        to_repair: list[E] = []
+        for key, values in by_key.items():
+            entry = self._merge(values)
+            merged.append((key, entry))
+            if len(values) != len(answers) or any(v != values[0] for v in values):
+                to_repair.append(entry)
+        if to_repair:
+            self._repair(nodes, to_repair)
+        merged.sort(key=lambda kv: kv[0], reverse=order is EnumerationOrder.REVERSE)
+        return [entry for _, entry in merged[:limit]]
+
+    def _read_nodes(self, pk_hash: Hash) -> list[Uuid]:
+        nodes = self._replication.read_nodes(pk_hash)
+        if not nodes:
+            raise NoLayoutError(
+                f"table {self._schema.TABLE_NAME}: no node stores this partition yet; "
+                "the cluster needs a layout (garage layout assign, then apply)"
+            )
+        return nodes
+
+    def _merge(self, values: list[bytes]) -> E:
+        entries = [self._schema.decode_entry(v) for v in values]
+        merged = entries[0]
+        for other in entries[1:]:
+            merged = merged.merge(other)
+        return merged
+
+    def _repair(self, nodes: list[Uuid], entries: list[E]) -> None:
+        """Sends merged entries back to the read nodes, in the background."""
+        background = self._background
+        if background is None:
+            logger.debug(
+                "table %s: read repair skipped (Table.run not running)", self._schema.TABLE_NAME
+            )
+            return
+        update = Update(tuple(e.encode() for e in entries))
+
+        async def repair() -> None:
+            async def send(node: Uuid) -> None:
+                await self._netapp.call(node, self._ep_update, update, prio=PRIO_NORMAL)
+
+            outcomes = await self._rpc.call_many(
+                send, nodes, strategy=RequestStrategy(timeout_s=_REPAIR_TIMEOUT_S)
+            )
+            failed = [o.node for o in outcomes if not o.ok]
+            if failed:
+                logger.debug(
+                    "table %s: read repair failed on %d nodes", self._schema.TABLE_NAME, len(failed)
+                )
+
+        background.start_soon(repair)
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _handle_read(
+        self, msg: ReadEntry, from_node: NodeId, stream: ByteReceiveStream | None
+    ) -> tuple[ReadEntryResponse, AttachedStream | None]:
+        value = await anyio.to_thread.run_sync(
+            self._data.read_entry, _HashKey(msg.partition_hash), _BytesKey(msg.sort_key)
+        )
+        return ReadEntryResponse(value), None
+
+    async def _handle_range(
+        self, msg: ReadRange, from_node: NodeId, stream: ByteReceiveStream | None
+    ) -> tuple[Update, AttachedStream | None]:
+        if msg.limit < 1:
+            raise TableError(f"limit must be positive, got {msg.limit}")
+        filter = None if msg.filter is None else unpack(self._schema.FILTER, msg.filter)
+        values = await anyio.to_thread.run_sync(
+            lambda: self._data.read_range(
+                _HashKey(msg.partition_hash),
+                None if msg.begin_sort_key is None else _BytesKey(msg.begin_sort_key),
+                filter,
+                msg.limit,
+                EnumerationOrder.REVERSE if msg.reverse else EnumerationOrder.FORWARD,
+            )
+        )
+        return Update(tuple(values)), None
+
+    async def _handle_update(
+        self, msg: Update, from_node: NodeId, stream: ByteReceiveStream | None
+    ) -> tuple[None, AttachedStream | None]:
+        await anyio.to_thread.run_sync(self._data.update_many, list(msg.values))
+        return None, None
