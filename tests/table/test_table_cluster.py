@@ -8,136 +8,29 @@ Waits poll with a deadline; no test asserts a duration.
 from __future__ import annotations
 
 import functools
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.abc
 import pytest
-from tests.table.conftest import KvEntry, KvSchema
+from tests.table.conftest import KvEntry
+from tests.table.harness import (
+    connected,
+    local,
+    merkle_settled,
+    started,
+    three_node_layout,
+    wait_until,
+)
 
-from garage_rpc.layout import LayoutHistory, NodeRole
-from garage_rpc.layout_manager import LayoutManager
-from garage_rpc.net import NetApp, NodeKey
-from garage_rpc.peering import Peering, PeeringConfig
-from garage_rpc.replication_mode import ReplicationParams
-from garage_rpc.rpc_helper import QuorumError, RequestStrategy, RpcHelper
-from garage_table import MerkleWorker, Table, TableData, TableShardedReplication, TableSyncer
+from garage_rpc.net import NodeKey
+from garage_rpc.rpc_helper import QuorumError
 from garage_table.schema import StringKey
-from garage_util.background import BackgroundRunner
-from garage_util.db import open_db
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from garage_util.data import FixedBytes32
-
 pytestmark = pytest.mark.anyio
-SECRET = bytes(range(32))
-FAST = PeeringConfig(
-    ping_interval_s=0.1, ping_timeout_s=1.0, max_failed_pings=2, retry_interval_s=0.1,
-    max_retries=10_000, loop_interval_s=0.02,
-)  # fmt: skip
-QUICK = RequestStrategy(timeout_s=2.0)
-
-
-@dataclass
-class Node:
-    netapp: NetApp
-    data: TableData[KvEntry]
-    table: Table[KvEntry]
-    syncer: TableSyncer[KvEntry]
-    addr: tuple[str, int]
-    scope: anyio.CancelScope
-
-    @property
-    def id(self) -> FixedBytes32:
-        return self.netapp.id
-
-
-def three_node_layout(keys: list[NodeKey]) -> LayoutHistory:
-    history = LayoutHistory.new(3)
-    for i, key in enumerate(keys):
-        history = history.stage_role(key.node_id, NodeRole(f"z{i}", 10**9, ()), now_ms=1)
-    applied, _ = history.apply_staged_changes(1, now_ms=2)
-    return applied
-
-
-@asynccontextmanager
-async def started(
-    tg: anyio.abc.TaskGroup,
-    key: NodeKey,
-    db_dir: Path,
-    layout: LayoutHistory,
-    bootstrap: list[tuple[FixedBytes32, tuple[str, int]]],
-    *,
-    port: int = 0,
-) -> AsyncIterator[Node]:
-    netapp = NetApp(key, SECRET, handshake_timeout_s=2.0)
-    peering = Peering(netapp, bootstrap_peers=bootstrap, config=FAST)
-    manager = LayoutManager(netapp, replication_factor=3)
-    rpc = RpcHelper(netapp.id, zone_of={}, rtt_of=peering.avg_ping_s)
-    db = open_db(db_dir)
-    schema = KvSchema()
-    replication = TableShardedReplication(lambda: manager.helper, ReplicationParams(3))
-    data: TableData[KvEntry] = TableData(schema, replication, db, node_id=netapp.id)
-    table = Table(schema, replication, data, netapp, rpc, strategy=QUICK)
-    syncer = TableSyncer(data, netapp)
-    runner = BackgroundRunner()
-    runner.spawn_worker(MerkleWorker(data))
-    scope = anyio.CancelScope()
-    ready, stopped = anyio.Event(), anyio.Event()
-    bound: list[tuple[str, int]] = []
-
-    async def serve() -> None:
-        try:
-            await run_services()
-        finally:
-            stopped.set()
-
-    async def run_services() -> None:
-        with scope:
-            await manager.update(layout)
-            async with anyio.create_task_group() as inner:
-                addr = await inner.start(netapp.run, ("127.0.0.1", port))
-                assert addr is not None
-                bound.append(addr)
-                for service in (peering.run, rpc.run, table.run, runner.run):
-                    await inner.start(service)
-                ready.set()
-
-    tg.start_soon(serve)
-    await ready.wait()
-    try:
-        yield Node(netapp, data, table, syncer, bound[0], scope)
-    finally:
-        scope.cancel()
-        await stopped.wait()  # worker threads finished their db calls
-        db.close()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
-    try:
-        with anyio.fail_after(timeout_s):
-            while not condition():  # noqa: ASYNC110  # polling other services' state
-                await anyio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"gave up waiting: {what}") from None
-
-
-def connected(nodes: list[Node]) -> bool:
-    return all(n.netapp.is_connected(m.id) for n in nodes for m in nodes)
-
-
-def local(node: Node, pk: str, sk: str) -> KvEntry | None:
-    raw = node.data.read_entry(StringKey(pk), StringKey(sk))
-    return None if raw is None else KvEntry.decode(raw)
-
-
-def merkle_settled(nodes: list[Node]) -> bool:
-    return all(n.data.merkle_updater.todo_len() == 0 for n in nodes)
 
 
 async def test_writes_and_reads_go_through_quorums(tmp_path: Path) -> None:
