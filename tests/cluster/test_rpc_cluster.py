@@ -7,38 +7,37 @@ test asserts a duration.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from garage_rpc.layout import NodeRole
-from garage_rpc.layout_manager import ADVERTISE_LAYOUT, PULL_LAYOUT, PullLayout
-from garage_rpc.net import PRIO_BACKGROUND, PRIO_HIGH, NetApp, NodeKey, RpcError
-from garage_rpc.system import GET_KNOWN_NODES, GetKnownNodes, KnownNode
+from garage_rpc.net import PRIO_BACKGROUND, PRIO_HIGH, NetApp, RpcError
 from garage_util import blake2sum
-from garage_util.data import FixedBytes32
 
-# The node script's messages, imported from beside this file (mypy sees the script as
-# tests.cluster.rpc_node, not as the top-level module it is at run time).
+# The node scripts and their helpers, imported from beside this file (mypy sees them as
+# tests.cluster.*, not as the top-level modules they are at run time).
 sys.path.insert(0, str(Path(__file__).parent))
-from typing import TYPE_CHECKING
-
+from procs import (  # type: ignore[import-not-found]
+    SECRET,
+    NodeProc,
+    apply_layout,
+    client,
+    cluster,
+    known,
+    layout_version,
+)
 from rpc_node import ECHO, SINK, Echo, Nothing  # type: ignore[import-not-found]
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
+
+    from garage_util.data import FixedBytes32
 
 pytestmark = pytest.mark.anyio
-NODE_SCRIPT = Path(__file__).with_name("rpc_node.py")
-SECRET = os.urandom(32)
 
 
 @pytest.fixture
@@ -46,81 +45,9 @@ def anyio_backend() -> str:
     return "trio"
 
 
-@dataclass
-class NodeProc:
-    metadata_dir: Path
-    secret: bytes
-    bootstrap: list[str]
-    port: int = 0
-    proc: subprocess.Popen[str] | None = None
-    node_id: FixedBytes32 = field(default_factory=FixedBytes32.zero)
-
-    def start(self) -> None:
-        args = [str(self.metadata_dir), self.secret.hex(), "127.0.0.1", str(self.port)]
-        self.proc = subprocess.Popen(
-            [sys.executable, str(NODE_SCRIPT), *args, *self.bootstrap],
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"node exited with {self.proc.wait()} before it was ready")
-        ready = json.loads(line)
-        self.node_id = FixedBytes32.from_hex(ready["id"])
-        self.port = ready["port"]
-
-    @property
-    def peer(self) -> str:
-        return f"{self.node_id.hex()}@127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@contextmanager
-def cluster(tmp_path: Path) -> Iterator[list[NodeProc]]:
-    nodes: list[NodeProc] = []
-    try:
-        yield nodes
-    finally:
-        for n in nodes:
-            n.kill()
-
-
-@asynccontextmanager
-async def client() -> AsyncIterator[NetApp]:
-    netapp = NetApp(NodeKey.generate(), SECRET, handshake_timeout_s=5.0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(netapp.run)
-        yield netapp
-        tg.cancel_scope.cancel()
-
-
-async def known(c: NetApp, node: NodeProc) -> list[KnownNode]:
-    """What ``node`` knows of the cluster, asked over RPC."""
-    await c.connect(node.node_id, ("127.0.0.1", node.port))
-    with anyio.fail_after(5):
-        answer = await c.call(node.node_id, GET_KNOWN_NODES, GetKnownNodes(), prio=PRIO_HIGH)
-    return list(answer.nodes)
-
-
 async def up_view(c: NetApp, node: NodeProc) -> set[FixedBytes32]:
     """The nodes ``node`` sees up."""
     return {k.node_id for k in await known(c, node) if k.is_up}
-
-
-async def layout_version(c: NetApp, node: NodeProc) -> int:
-    """The current layout version ``node`` reports for itself."""
-    for k in await known(c, node):
-        if k.node_id == node.node_id and k.status is not None and k.status.layout_digest:
-            return int(k.status.layout_digest.current_version)
-    return -1
 
 
 async def wait_views(
@@ -155,14 +82,7 @@ async def test_five_processes_with_one_bootstrap_peer_each_reach_a_full_mesh_and
             await wait_views(c, nodes, everyone, "full mesh")
 
             # A layout given to one node reaches all five.
-            history = await c.call(nodes[0].node_id, PULL_LAYOUT, PullLayout())
-            for i, n in enumerate(nodes):
-                history = history.stage_role(n.node_id, NodeRole(f"z{i % 3}", 10**9, ()), 1)
-            applied, _ = history.apply_staged_changes(1, now_ms=2)
-            await c.call(nodes[0].node_id, ADVERTISE_LAYOUT, applied)
-            with anyio.fail_after(30):
-                while [await layout_version(c, n) for n in nodes] != [1] * 5:  # noqa: ASYNC110
-                    await anyio.sleep(0.2)
+            await apply_layout(c, nodes)
 
             victim = nodes[2]
             victim.kill()

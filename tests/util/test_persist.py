@@ -27,3 +27,26 @@ def test_a_failed_write_leaves_the_old_content(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomically(target, b"x")
     assert not target.exists()
+
+
+def test_concurrent_writers_of_one_path_do_not_collide(tmp_path: Path) -> None:
+    import threading
+
+    target = tmp_path / "state"
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                write_atomically(target, f"{n}-{i}".encode())
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert target.read_bytes().decode().endswith("-49")
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]

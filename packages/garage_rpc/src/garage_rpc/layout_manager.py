@@ -87,7 +87,7 @@ class LayoutManager:
         LayoutMismatchError: when the stored layout has another replication factor.
     """
 
-    __slots__ = ("_changed", "_helper", "_mode", "_netapp", "_path")
+    __slots__ = ("_changed", "_helper", "_mode", "_netapp", "_path", "_save_lock", "_table_sync")
 
     def __init__(
         self,
@@ -103,6 +103,8 @@ class LayoutManager:
         history = self._load(replication_factor)
         self._helper = LayoutHelper(history, consistency_mode=consistency_mode)
         self._changed = anyio.Event()
+        self._table_sync: dict[str, int] = {}
+        self._save_lock = anyio.Lock()
         netapp.endpoint(PULL_LAYOUT, self._handle_pull)
         netapp.endpoint(ADVERTISE_LAYOUT, self._handle_advertise)
 
@@ -142,7 +144,10 @@ class LayoutManager:
         if not changed:
             return False
         self._helper = merged
-        await anyio.to_thread.run_sync(self._save, merged.history)
+        # Saves run one at a time and always write the latest history, so that concurrent
+        # updates (a pull racing an advertisement) never leave an older one on disk.
+        async with self._save_lock:
+            await anyio.to_thread.run_sync(self._save, self._helper.history)
         self._changed.set()
         self._changed = anyio.Event()
         logger.info("cluster layout is now at version %d", merged.current.version)
@@ -175,6 +180,26 @@ class LayoutManager:
         helper, acked = self._helper.ack_max(self._netapp.id, in_flight=in_flight)
         helper, sync_acked = helper.sync_ack(self._netapp.id)
         if not (acked or sync_acked):
+            return False
+        return await self.update(helper.history, push_to=push_to)
+
+    def register_table(self, name: str) -> None:
+        """Declares a table whose full syncs count towards our ``sync_map`` entry."""
+        self._table_sync.setdefault(name, 0)
+
+    async def table_synced(
+        self, name: str, version: int, *, push_to: Iterable[FixedBytes32] = ()
+    ) -> bool:
+        """Records that table ``name`` completed a full sync as of layout ``version``.
+
+        Once every registered table has synced a version, our ``sync_map`` entry rises to
+        it: this node holds all the data that version assigns it, which lets the cluster
+        retire older layout versions. Returns True when our trackers changed.
+        """
+        self._table_sync[name] = max(self._table_sync.get(name, 0), version)
+        synced = min(self._table_sync.values())
+        helper, changed = self._helper.sync(self._netapp.id, synced)
+        if not changed:
             return False
         return await self.update(helper.history, push_to=push_to)
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteReceiveStream
 
+    from garage_rpc.layout_manager import LayoutManager
     from garage_rpc.net import AttachedStream, NodeId
     from garage_util.data import Uuid
 
@@ -335,6 +336,7 @@ class SyncWorker(Worker, Generic[E]):
         self._version = 0
         self._all_ok = True
         self._syncs_done = 0
+        self._layout: LayoutManager | None = None
 
     @property
     def name(self) -> str:
@@ -370,12 +372,42 @@ class SyncWorker(Worker, Generic[E]):
                 await self._syncer.synced(self._version)
         return WorkerState.BUSY if self._todo else WorkerState.IDLE
 
+    def watch(self, netapp: NetApp, layout: LayoutManager | None = None) -> None:
+        """Triggers a full sync when a peer (re)connects and, with ``layout``, when the
+        cluster layout changes (new replicas must receive their data)."""
+        netapp.on_connected(lambda _info: self.add_full_sync())
+        self._layout = layout
+
+    def _sync_digest(self) -> tuple[int, int, int]:
+        """What decides where data must be: Garage's layout sync digest."""
+        assert self._layout is not None
+        helper = self._layout.helper
+        return (helper.current.version, helper.ack_map_min, helper.history.min_stored)
+
+    async def _layout_moved(self) -> None:
+        """Returns when the layout changed in a way that moves data (not on every tracker
+        update, which would loop: a sync itself raises the trackers)."""
+        before = self._sync_digest()
+        while True:
+            assert self._layout is not None
+            await self._layout.wait_changed()
+            if self._sync_digest() != before:
+                return
+
     async def wait_for_work(self) -> WorkerState:
         now = anyio.current_time()
         if self._next_at is None:
             self._next_at = now + self._first_delay_s
         with anyio.move_on_after(max(0.0, self._next_at - now)):
-            await self._trigger.wait()
+            async with anyio.create_task_group() as tg:
+
+                async def until(wait: Callable[[], Awaitable[object]]) -> None:
+                    await wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until, self._trigger.wait)
+                if self._layout is not None:
+                    tg.start_soon(until, self._layout_moved)
         self._trigger = anyio.Event()
         self._next_at = anyio.current_time() + self._interval_s
         parts = self._syncer.data.replication.sync_partitions()

@@ -10,10 +10,8 @@ a completed write survives power loss.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pathlib import Path
+import tempfile
+from pathlib import Path
 
 __all__ = ["write_atomically"]
 
@@ -28,17 +26,23 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         data: the new content.
         mode: permission bits of the new file (0600 by default: state files may be secret).
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A unique temporary name: concurrent writers of one path must not share it (one
+    # rename would steal the other's file). The last rename wins, as with any file.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, mode)  # the umask may have removed bits from `mode`, never added any
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)  # mkstemp creates 0600; set exactly the mode asked for
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
