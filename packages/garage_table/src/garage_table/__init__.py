@@ -9,6 +9,8 @@ cluster layout, or :class:`TableFullReplication`), and get:
 - :class:`Table`: quorum writes and reads with read repair, over garage_rpc;
 - :class:`TableSyncer` / :class:`SyncWorker`: Merkle anti-entropy between replicas, and
   hand-over of partitions a node no longer stores;
+- :class:`TableGc` / :class:`GcWorker`: tombstone garbage collection, only once every
+  replica holds the tombstone, deleting only where it is still exactly that tombstone;
 - :class:`MerkleWorker` and :class:`InsertQueueWorker`: the background workers that keep
   the Merkle trees up to date and propagate queued inserts.
 
@@ -16,6 +18,9 @@ garage_table depends only on garage_rpc and garage_util, never on the S3 layers.
 """
 
 from ._data import TableData as TableData
+from ._gc import TABLE_GC_DELAY_S as TABLE_GC_DELAY_S
+from ._gc import GcWorker as GcWorker
+from ._gc import TableGc as TableGc
 from ._merkle import EMPTY_NODE_HASH as EMPTY_NODE_HASH
 from ._merkle import MerkleEmpty as MerkleEmpty
 from ._merkle import MerkleIntermediate as MerkleIntermediate
@@ -46,9 +51,11 @@ from .table import Table as Table
 
 __all__ = [
     "EMPTY_NODE_HASH",
+    "TABLE_GC_DELAY_S",
     "DeletedFilter",
     "EmptyKey",
     "EnumerationOrder",
+    "GcWorker",
     "InsertQueueWorker",
     "MerkleEmpty",
     "MerkleIntermediate",
@@ -69,6 +76,7 @@ __all__ = [
     "TableEntry",
     "TableError",
     "TableFullReplication",
+    "TableGc",
     "TableReplication",
     "TableSchema",
     "TableShardedReplication",

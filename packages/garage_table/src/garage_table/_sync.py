@@ -265,13 +265,27 @@ class TableSyncer(Generic[E]):
             if not items:
                 return total
             message = Items(tuple(v for _, v in items))
+            errors: list[RpcError | TimeoutError] = []
+
             async with anyio.create_task_group() as tg:
                 for node in nodes:
-                    tg.start_soon(self._call, node, self._ep_items, message)
+                    tg.start_soon(self._send_collecting, node, message, errors)
+            if errors:
+                raise errors[0]  # every storage node must have the items before we drop them
             for key, value in items:
                 await anyio.to_thread.run_sync(self._data.delete_if_equal, key, value)
             total += len(items)
             logger.info("table %s: offloaded %d items", self._data.name, len(items))
+
+    async def _send_collecting(
+        self, node: Uuid, message: Items, errors: list[RpcError | TimeoutError]
+    ) -> None:
+        """Sends ``message``, recording a failure in ``errors`` instead of raising it (so a
+        task group of these never turns failures into an ExceptionGroup)."""
+        try:
+            await self._call(node, self._ep_items, message)
+        except (RpcError, TimeoutError) as exc:
+            errors.append(exc)
 
     def _read_local_range(self, first: bytes, last: bytes) -> list[tuple[bytes, bytes]]:
         items = []
