@@ -7,7 +7,7 @@ versions everywhere.
 - ``tests``: the whole suite, slow tests included (plain ``pytest`` skips them for a fast
   edit loop). Extra arguments go to pytest: ``uv run nox -s tests -- tests/util -x``.
 - ``lint``: ruff check, ruff format --check, and import-linter's layering contract.
-- ``typecheck``: mypy --strict over every package, the tests and the benchmarks.
+- ``typecheck``: mypy --strict over every package, the tests, benchmarks and examples.
 - ``bench``: the benchmarks, printed as tables with ratios (``-- --quick`` for a short run).
 """
 
@@ -42,8 +42,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over packages, tests, benchmarks and this file."""
-    session.run("mypy", "packages", "tests", "bench", "noxfile.py")
+    """mypy --strict over packages, tests, benchmarks, examples and this file."""
+    session.run("mypy", "packages", "tests", "bench", "examples", "noxfile.py")
 
 
 @nox.session

@@ -16,6 +16,7 @@ READMES = [
     ROOT / "README.md",
     ROOT / "packages" / "garage_util" / "README.md",
     ROOT / "packages" / "garage_rpc" / "README.md",
+    ROOT / "packages" / "garage_table" / "README.md",
 ]
 
 

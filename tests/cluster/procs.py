@@ -106,12 +106,13 @@ async def layout_version(c: NetApp, node: NodeProc) -> int:
 
 
 async def apply_layout(c: NetApp, nodes: list[NodeProc]) -> None:
-    """Gives every node a role (zones z0..z2, round robin), applies it on the first node
-    only, and waits until every node reports the new version (gossip spread it)."""
+    """Gives every node a role (each in its own zone, so that added nodes take their
+    share), applies it on the first node only, and waits until every node reports the new
+    version (gossip spread it)."""
     await c.connect(nodes[0].node_id, ("127.0.0.1", nodes[0].port))
     history = await c.call(nodes[0].node_id, PULL_LAYOUT, PullLayout())
     for i, n in enumerate(nodes):
-        history = history.stage_role(n.node_id, NodeRole(f"z{i % 3}", 10**9, ()), 1)
+        history = history.stage_role(n.node_id, NodeRole(f"z{i}", 10**9, ()), 1)
     version = history.current.version + 1
     applied, _ = history.apply_staged_changes(version, now_ms=2)
     await c.call(nodes[0].node_id, ADVERTISE_LAYOUT, applied)

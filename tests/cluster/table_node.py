@@ -2,7 +2,8 @@
 
 Runs transport, peering, status and layout gossip (persisted in METADATA_DIR), the kv
 test table of tests/table/conftest.py on sqlite in METADATA_DIR, and its workers (Merkle,
-anti-entropy with test intervals). Test endpoints let a client drive it:
+anti-entropy with test intervals, tombstone GC after ``GARAGE_TEST_GC_DELAY_S``,
+1 s by default). Test endpoints let a client drive it:
 ``test/Insert``, ``test/BulkInsert`` (quorum writes through the table), ``test/Get``
 (quorum read) and ``test/LocalCount`` / ``test/LocalGet`` (this node's own store).
 Prints one JSON line when ready: ``{"id": ..., "host": ..., "port": ...}``.
@@ -13,6 +14,7 @@ Usage: python table_node.py METADATA_DIR SECRET_HEX HOST PORT [ID@HOST:PORT ...]
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +29,12 @@ from garage_rpc.replication_mode import ReplicationParams
 from garage_rpc.rpc_helper import RequestStrategy
 from garage_rpc.system import System
 from garage_table import (
+    GcWorker,
     MerkleWorker,
     SyncWorker,
     Table,
     TableData,
+    TableGc,
     TableShardedReplication,
     TableSyncer,
 )
@@ -130,6 +134,8 @@ async def main(argv: list[str]) -> None:
     runner = BackgroundRunner()
     runner.spawn_worker(MerkleWorker(data))
     runner.spawn_worker(sync_worker)
+    gc = TableGc(data, netapp, delay_s=float(os.environ.get("GARAGE_TEST_GC_DELAY_S", "1.0")))
+    runner.spawn_worker(GcWorker(gc, retry_delay_s=0.5))
 
     async def insert(
         msg: Put, f: NodeId, s: ByteReceiveStream | None

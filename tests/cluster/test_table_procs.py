@@ -8,6 +8,7 @@ The test process is a client driving the nodes through their test endpoints
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
 import time
@@ -17,16 +18,27 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from procs import SECRET, NodeProc, apply_layout, client, cluster  # type: ignore[import-not-found]
-from table_node import BULK, LOCAL_COUNT, LOCAL_GET, Bulk, Key, Nothing, bulk_entries  # type: ignore[import-not-found]
+from garage_rpc.net import NetApp, RpcError
 
-from garage_rpc.net import RpcError
+sys.path.insert(0, str(Path(__file__).parent))
+from procs import SECRET, NodeProc, apply_layout, client, cluster, known  # type: ignore[import-not-found]
+from table_node import (  # type: ignore[import-not-found]
+    BULK,
+    GET,
+    INSERT,
+    LOCAL_COUNT,
+    LOCAL_GET,
+    Bulk,
+    Key,
+    Nothing,
+    Put,
+    Value,
+    bulk_entries,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from garage_rpc.net import NetApp
 
 pytestmark = pytest.mark.anyio
 WRITES = 1000
@@ -119,3 +131,101 @@ async def test_a_replica_whose_metadata_was_wiped_is_rebuilt_by_anti_entropy(
         restart(nodes, 2)
         elapsed = await wait_count(c, nodes[2], WRITES, "wiped replica")
         print(f"\nwiped replica rebuilt {WRITES} entries in {elapsed:.2f} s")
+
+
+async def layout_versions(c: NetApp, node: NodeProc) -> int:
+    """How many layout versions ``node`` has live."""
+    for k in await known(c, node):
+        if k.node_id == node.node_id and k.status is not None and k.status.layout_digest:
+            return int(k.status.layout_digest.active_versions)
+    return -1
+
+
+async def local_value(c: NetApp, node: NodeProc, pk: str, sk: str) -> Value:
+    await c.connect(node.node_id, ("127.0.0.1", node.port))
+    with anyio.fail_after(10):
+        result: Value = await c.call(node.node_id, LOCAL_GET, Key(pk, sk))
+    return result
+
+
+async def test_gc_removes_a_tombstone_everywhere_only_once_every_replica_has_it(
+    three_nodes: list[NodeProc],
+) -> None:
+    nodes = three_nodes
+    async with client() as c:
+        await apply_layout(c, nodes)
+        await c.call(nodes[0].node_id, INSERT, Put("gc", "k", "alive", ts=1))
+        await wait_count(c, nodes[2], 1, "third replica has the entry")
+        nodes[2].kill()
+        await c.call(nodes[0].node_id, INSERT, Put("gc", "k", None, ts=2))  # delete
+        # Well past the GC delay, the up replicas still hold the tombstone: the third one
+        # has not confirmed it, so deleting it now could let the old value come back.
+        for _ in range(6):
+            for n in nodes[:2]:
+                held = await local_value(c, n, "gc", "k")
+                assert (held.present, held.value) == (True, None)
+            await anyio.sleep(0.5)
+        restart(nodes, 2)
+        with anyio.fail_after(60):
+            while True:
+                held_by = []
+                for n in nodes:
+                    try:
+                        held_by.append((await local_value(c, n, "gc", "k")).present)
+                    except RpcError:
+                        held_by.append(True)
+                if not any(held_by):
+                    break
+                await anyio.sleep(0.2)
+        # Gone everywhere, and the old value did not come back through anti-entropy.
+        await anyio.sleep(3)  # more than one full-sync interval of every node
+        for n in nodes:
+            assert not (await local_value(c, n, "gc", "k")).present
+
+
+async def test_adding_nodes_moves_partitions_to_them_while_reads_stay_correct(
+    tmp_path: Path,
+) -> None:
+    n_entries = 300
+    with cluster(tmp_path) as nodes:
+        for i in range(5):
+            bootstrap = [nodes[0].peer] if i else []
+            nodes.append(NodeProc(tmp_path / f"n{i}", SECRET, bootstrap, script="table_node.py"))
+            nodes[-1].start()
+        async with client() as c:
+            await apply_layout(c, nodes[:3])
+            with anyio.fail_after(120):
+                await c.call(nodes[0].node_id, BULK, Bulk("m", n_entries, ts=3))
+            expected = {(e.pk, e.sk): e.value.v for e in bulk_entries(Bulk("m", n_entries, ts=3))}
+            reads = 0
+
+            async def reader(stop: anyio.Event) -> None:
+                nonlocal reads
+                for (pk, sk), value in itertools.cycle(expected.items()):
+                    if stop.is_set():
+                        return
+                    got = await c.call(nodes[4].node_id, GET, Key(pk, sk))
+                    assert got.value == value, (pk, sk)
+                    reads += 1
+
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                await c.connect(nodes[4].node_id, ("127.0.0.1", nodes[4].port))
+                tg.start_soon(reader, stop)
+                await apply_layout(c, nodes)  # the two new nodes get roles: data moves
+                # Wait until the data lives where version 2 puts it: each entry on exactly
+                # three nodes, the new nodes included (old version retired, offloads done).
+                counts: list[int] = []
+                try:
+                    with anyio.fail_after(120):
+                        while True:
+                            counts = [await local_count(c, n) for n in nodes]
+                            if sum(counts) == 3 * n_entries and min(counts[3:]) > 0:
+                                break
+                            await anyio.sleep(0.5)
+                except TimeoutError:
+                    versions = [await layout_versions(c, n) for n in nodes]
+                    raise AssertionError(f"counts {counts}, live versions {versions}") from None
+                stop.set()
+            print(f"\nlocal entries per node after the move: {counts}; {reads} reads checked")
+            assert reads > 0

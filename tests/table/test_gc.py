@@ -160,10 +160,13 @@ async def test_a_deleted_entry_is_collected_everywhere_after_the_delay(tmp_path:
         for node, gc in zip(nodes, gcs, strict=True):
             node.runner.spawn_worker(GcWorker(gc, retry_delay_s=TINY_RETRY_S))
         await wait_until(
-            lambda: gone(nodes, "p", "k") and all(n.data.gc_todo_len() == 0 for n in nodes),
+            lambda: (
+                gone(nodes, "p", "k")
+                and all(n.data.gc_todo_len() == 0 for n in nodes)
+                and lead_gc.statistics().collected == 1  # counted just after deleting
+            ),
             "tombstone collected on every node",
         )
-        assert lead_gc.statistics().collected == 1
         assert all(holds(n, "p", "kept", "v") for n in nodes)
         # The deletions went through the Merkle todo: the replicas still agree.
         await wait_until(functools.partial(merkle_settled, nodes), "merkle trees")
@@ -297,6 +300,8 @@ async def test_only_the_first_storage_node_leads_gc(tmp_path: Path) -> None:
             lambda: (
                 all(gone(nodes, pk, "k") for pk in pks)
                 and all(n.data.gc_todo_len() == 0 for n in nodes)
+                # the counters move just after the deletions: wait for them too
+                and sum(gc.statistics().collected for gc in gcs) == len(pks)
             ),
             "all collected",
         )

@@ -103,6 +103,7 @@ class SecureChannel:
         self._box_out = box_out
         self._initial = initial_plaintext
         self._closed = False
+        self._partial_send = False
         #: The peer's verified id.
         self.peer_id: NodeId = outcome.peer_id
         #: What the peer said in its preamble.
@@ -120,8 +121,11 @@ class SecureChannel:
         Raises:
             PeerDisconnected: when the connection is broken.
         """
+        packets = self._box_out.encrypt(data)
+        self._partial_send = True
         with map_transport_errors(self._what):
-            await self._stream.send(self._box_out.encrypt(data))
+            await self._stream.send(packets)
+        self._partial_send = False
 
     async def receive(self) -> bytes:
         """The next decrypted bytes; ``b""`` once the peer said goodbye.
@@ -147,7 +151,9 @@ class SecureChannel:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            if goodbye:
+            # After a send interrupted mid-packet (cancelled while closing), the peer's
+            # decoder is mid-packet too: a goodbye appended now would read as tampered data.
+            if goodbye and not self._partial_send:
                 with anyio.move_on_after(1), contextlib.suppress(*_CLOSE_ERRORS):
                     # a peer that does not read within a second gets no goodbye
                     await self._stream.send(self._box_out.goodbye())
