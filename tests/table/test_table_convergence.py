@@ -1,5 +1,5 @@
-"""Random writes and deletes from random nodes while nodes stop and restart; then heal and
-sync: every replica holds the same entries, each the newest write that landed, and no
+"""Random writes and deletes from random nodes while nodes stop, restart and are cut off
+from the others (network partitions, injected with NetApp.block); then heal and sync: every replica holds the same entries, each the newest write that landed, and no
 acknowledged delete is undone.
 
 Hypothesis draws the operation sequence; each example runs three real nodes (transport,
@@ -55,11 +55,31 @@ class Start:
     node: int
 
 
-Op = Write | Stop | Start
+@dataclass(frozen=True)
+class Partition:
+    """Cut ``node`` off from the others (both directions) while it keeps running."""
+
+    node: int
+
+
+@dataclass(frozen=True)
+class Heal:
+    """Remove every network cut."""
+
+
+Op = Write | Stop | Start | Partition | Heal
 nodes_ = st.integers(0, 2)
 write = st.builds(Write, nodes_, st.sampled_from(KEYS), st.booleans())
 operations = st.lists(
-    st.one_of(write, write, write, st.builds(Stop, nodes_), st.builds(Start, nodes_)),
+    st.one_of(
+        write,
+        write,
+        write,
+        st.builds(Stop, nodes_),
+        st.builds(Start, nodes_),
+        st.builds(Partition, nodes_),
+        st.just(Heal()),
+    ),
     min_size=1,
     max_size=25,
 )
@@ -74,12 +94,14 @@ async def scenario(ops: list[Op], root: Path) -> None:
         managers: list[AbstractAsyncContextManager[Node] | None] = [None, None, None]
         nodes: list[Node | None] = [None, None, None]
         ports = [0, 0, 0]
+        cut: set[int] = set()
 
         async def up(i: int) -> None:
             bootstrap = [(n.id, n.addr) for n in nodes if n is not None]
             cm = started(tg, keys[i], root / f"n{i}", layout, bootstrap, port=ports[i])
             node = await cm.__aenter__()
             nodes[i], managers[i], ports[i] = node, cm, node.addr[1]
+            apply_cuts(nodes, cut)
 
         async def down(i: int) -> None:
             cm = managers[i]
@@ -104,10 +126,19 @@ async def scenario(ops: list[Op], root: Path) -> None:
                 acked_max[op.key] = ts
             elif isinstance(op, Stop):
                 await down(op.node)
-            elif nodes[op.node] is None:
-                await up(op.node)
+            elif isinstance(op, Start):
+                if nodes[op.node] is None:
+                    await up(op.node)
+            elif isinstance(op, Partition):
+                cut.add(op.node)
+                apply_cuts(nodes, cut)
+            else:
+                cut.clear()
+                apply_cuts(nodes, cut)
 
-        # Heal: everyone up, Merkle trees settled, a full sync from every node.
+        # Heal: no cuts, everyone up, Merkle trees settled, a full sync from every node.
+        cut.clear()
+        apply_cuts(nodes, cut)
         for i in range(3):
             if nodes[i] is None:
                 await up(i)
@@ -135,6 +166,18 @@ async def scenario(ops: list[Op], root: Path) -> None:
         for i in range(3):
             await down_all(managers, i)
         tg.cancel_scope.cancel()
+
+
+def apply_cuts(nodes: list[Node | None], cut: set[int]) -> None:
+    """Blocks every link between a cut node and another node; unblocks all others."""
+    for i, a in enumerate(nodes):
+        for j, b in enumerate(nodes):
+            if a is None or b is None or i == j:
+                continue
+            if i in cut or j in cut:
+                a.netapp.block(b.id)
+            else:
+                a.netapp.unblock(b.id)
 
 
 async def down_all(managers: list[AbstractAsyncContextManager[Node] | None], i: int) -> None:

@@ -158,6 +158,7 @@ class NetApp:
         self._connecting: dict[NodeId, anyio.Event] = {}
         self._on_connected: list[Callable[[ConnectionInfo], None]] = []
         self._on_disconnected: list[Callable[[ConnectionInfo], None]] = []
+        self._blocked: set[NodeId] = set()
         self._tg: TaskGroup | None = None
         self._listen_host: str | None = None
         self._listen_port: int | None = None
@@ -370,6 +371,8 @@ class NetApp:
     ) -> None:
         if node_id == self.id:
             return
+        if node_id in self._blocked:
+            raise NotConnected(f"node {node_id.short_hex()} is blocked on this node")
         tg = self._running()
         while not self._conns.get(node_id):
             pending = self._connecting.get(node_id)
@@ -450,6 +453,7 @@ class NetApp:
             server_id=server_id,
             hello=hello,
             app_version_tag=self._app_version_tag,
+            refuse=self._blocked.__contains__,
         )
 
     async def _run_connection(self, conn: Connection, task_status: TaskStatus[NodeId]) -> None:
@@ -465,6 +469,8 @@ class NetApp:
             self._unregister(conn)
 
     def _register(self, conn: Connection) -> None:
+        if conn.peer_id in self._blocked:  # blocked while its handshake was in flight
+            raise NotConnected(f"node {conn.peer_id.short_hex()} is blocked on this node")
         conns = self._conns.setdefault(conn.peer_id, [])
         first = not conns
         for old in conns:
@@ -487,6 +493,17 @@ class NetApp:
             info = _info(conn)
             for callback in list(self._on_disconnected):
                 callback(info)
+
+    def block(self, node_id: NodeId) -> None:
+        """Refuses every connection with ``node_id`` (and closes the current ones) until
+        :meth:`unblock`: to keep a misbehaving node out, or to inject a network partition
+        in tests."""
+        self._blocked.add(node_id)
+        self.disconnect(node_id)
+
+    def unblock(self, node_id: NodeId) -> None:
+        """Allows connections with ``node_id`` again."""
+        self._blocked.discard(node_id)
 
     def disconnect(self, node_id: NodeId) -> None:
         """Closes every connection to ``node_id`` (with a goodbye); returns at once.

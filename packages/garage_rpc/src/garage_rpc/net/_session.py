@@ -38,6 +38,8 @@ from ._errors import HandshakeError, PeerDisconnected, VersionMismatch, map_tran
 from ._shs import ShsClient, ShsServer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import ByteStream
 
     from ._keys import NodeId, NodeKey
@@ -172,6 +174,7 @@ async def open_secure_channel(
     server_id: NodeId | None,
     hello: Hello,
     app_version_tag: int = GARAGE_VERSION_TAG,
+    refuse: Callable[[NodeId], bool] | None = None,
 ) -> SecureChannel:
     """Runs the handshake and the version exchange on ``stream``.
 
@@ -185,13 +188,15 @@ async def open_secure_channel(
         server_id: the node we dialled (client role), or None (server role).
         hello: what we tell the peer about ourselves.
         app_version_tag: the application half of the version tag.
+        refuse: (server role) returns True for a client to turn away once its identity
+            is proven, before the session starts.
 
     Raises:
         HandshakeError: the peer failed the handshake or closed the connection during it.
         VersionMismatch: the peer speaks another protocol version.
     """
     try:
-        return await _open(stream, network_key, node_key, server_id, hello, app_version_tag)
+        return await _open(stream, network_key, node_key, server_id, hello, app_version_tag, refuse)
     except BaseException:
         await close_quietly(stream)
         raise
@@ -210,6 +215,7 @@ async def _open(
     server_id: NodeId | None,
     hello: Hello,
     app_version_tag: int,
+    refuse: Callable[[NodeId], bool] | None = None,
 ) -> SecureChannel:
     ephemeral = os.urandom(32)
     if server_id is not None:
@@ -230,6 +236,9 @@ async def _open(
         if out:
             await _send_raw(stream, out, "handshake")
     outcome = machine.outcome
+    if refuse is not None and refuse(outcome.peer_id):
+        # Before our preamble: the client's connect fails instead of seeing a session.
+        raise HandshakeError(f"refused a connection from blocked node {outcome.peer_id}")
     box_in = BoxDecoder(outcome.decrypt_key, outcome.decrypt_nonce)
     box_out = BoxEncoder(outcome.encrypt_key, outcome.encrypt_nonce)
     box_in.receive_data(machine.trailing_data)
