@@ -62,8 +62,8 @@ def _server(args: argparse.Namespace) -> int:
         print(f"garage: configuration {path} is valid.", file=sys.stderr)
     print(
         "garage server: the node is not built yet. This release contains the foundation "
-        "(garage_util) and RPC (garage_rpc) layers; the table, model and S3 layers and the "
-        "node itself land with issues #4-#7.",
+        "(garage_util), RPC (garage_rpc) and table (garage_table) layers; the model and S3 "
+        "layers and the node itself land with issues #5-#7.",
         file=sys.stderr,
     )
     return EXIT_NOT_BUILT
