@@ -271,8 +271,15 @@ class Node:
             lambda: self.layout.helper, ReplicationParams(REPLICATION_FACTOR)
         )
         self.data: TableData[Note] = TableData(self.schema, replication, db, node_id=self.netapp.id)
+        # With the layout manager, writes in flight hold back acknowledging a new layout.
         self.table = Table(
-            self.schema, replication, self.data, self.netapp, self.rpc, strategy=STRATEGY
+            self.schema,
+            replication,
+            self.data,
+            self.netapp,
+            self.rpc,
+            strategy=STRATEGY,
+            layout=self.layout,
         )
         self.sync = SyncWorker(
             TableSyncer(self.data, self.netapp),

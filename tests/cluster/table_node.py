@@ -122,7 +122,9 @@ async def main(argv: list[str]) -> None:
     schema = KvSchema()
     replication = TableShardedReplication(lambda: layout.helper, ReplicationParams(3))
     data: TableData[KvEntry] = TableData(schema, replication, db, node_id=netapp.id)
-    table = Table(schema, replication, data, netapp, rpc, strategy=RequestStrategy(timeout_s=5))
+    table = Table(
+        schema, replication, data, netapp, rpc, strategy=RequestStrategy(timeout_s=5), layout=layout
+    )
     layout.register_table(schema.TABLE_NAME)
 
     async def synced(version: int) -> None:

@@ -84,7 +84,7 @@ async def started(
     schema = KvSchema()
     replication = TableShardedReplication(lambda: manager.helper, ReplicationParams(3))
     data: TableData[KvEntry] = TableData(schema, replication, db, node_id=netapp.id)
-    table = Table(schema, replication, data, netapp, rpc, strategy=QUICK)
+    table = Table(schema, replication, data, netapp, rpc, strategy=QUICK, layout=manager)
     syncer = TableSyncer(data, netapp)
     runner = BackgroundRunner()
     runner.spawn_worker(MerkleWorker(data))

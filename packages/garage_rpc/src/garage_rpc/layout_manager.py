@@ -16,6 +16,7 @@ Garage: src/rpc/layout/manager.rs. The layout history is a CRDT-like value
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from .layout import LayoutDigest, LayoutHelper, LayoutHistory
 from .net import PRIO_HIGH, Endpoint, NetApp, RpcError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from anyio.abc import ByteReceiveStream
 
@@ -87,7 +88,16 @@ class LayoutManager:
         LayoutMismatchError: when the stored layout has another replication factor.
     """
 
-    __slots__ = ("_changed", "_helper", "_mode", "_netapp", "_path", "_save_lock", "_table_sync")
+    __slots__ = (
+        "_changed",
+        "_helper",
+        "_in_flight",
+        "_mode",
+        "_netapp",
+        "_path",
+        "_save_lock",
+        "_table_sync",
+    )
 
     def __init__(
         self,
@@ -105,6 +115,7 @@ class LayoutManager:
         self._changed = anyio.Event()
         self._table_sync: dict[str, int] = {}
         self._save_lock = anyio.Lock()
+        self._in_flight: dict[int, int] = {}
         netapp.endpoint(PULL_LAYOUT, self._handle_pull)
         netapp.endpoint(ADVERTISE_LAYOUT, self._handle_advertise)
 
@@ -162,6 +173,28 @@ class LayoutManager:
                 if peer != self._netapp.id:
                     tg.start_soon(self._push, peer, history)
 
+    @contextlib.contextmanager
+    def write_in_flight(self) -> Iterator[LayoutHelper]:
+        """Marks a write in flight under the current layout version, for its duration.
+
+        Compute the write's node sets from the yielded helper (or right away, before any
+        await). While it runs, this node does not acknowledge newer versions
+        (:meth:`ack_versions`): a version is acknowledged only once no write still targets
+        only the older node sets, so that when every node has acknowledged a version, every
+        later write reaches its nodes (Garage: the layout version write lock).
+        """
+        helper = self._helper
+        version = helper.current.version
+        self._in_flight[version] = self._in_flight.get(version, 0) + 1
+        try:
+            yield helper
+        finally:
+            left = self._in_flight[version] - 1
+            if left:
+                self._in_flight[version] = left
+            else:
+                del self._in_flight[version]
+
     async def ack_versions(
         self, *, in_flight: Mapping[int, int] | None = None, push_to: Iterable[FixedBytes32] = ()
     ) -> bool:
@@ -169,14 +202,16 @@ class LayoutManager:
         sync progress we saw (``sync_ack_map``); saves and pushes the trackers if changed.
 
         Args:
-            in_flight: number of writes in progress per layout version they started under
-                (from the table layer); we acknowledge no version newer than the oldest one
-                with writes in flight. None: no writes in flight.
+            in_flight: number of writes in progress per layout version they started under;
+                we acknowledge no version newer than the oldest one with writes in flight.
+                None: the writes registered with :meth:`write_in_flight`.
             push_to: peers to advertise a change to.
 
         Returns:
             True when our trackers changed.
         """
+        if in_flight is None:
+            in_flight = self._in_flight
         helper, acked = self._helper.ack_max(self._netapp.id, in_flight=in_flight)
         helper, sync_acked = helper.sync_ack(self._netapp.id)
         if not (acked or sync_acked):

@@ -327,7 +327,7 @@ class System:
                         tg.start_soon(self._advertise, peer, status)
                 await self._pull_layouts()
                 if self._layout is not None:
-                    # No table layer yet, so no writes in flight under older versions.
+                    # Acknowledges the newest version no write in flight still needs.
                     await self._layout.ack_versions(push_to=self._peering.up_peers())
                 await anyio.sleep(self._status_interval_s)
 

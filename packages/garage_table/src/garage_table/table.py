@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteReceiveStream
 
+    from garage_rpc.layout_manager import LayoutManager
     from garage_rpc.net import AttachedStream, NodeId
     from garage_util.data import Uuid
 
@@ -126,6 +127,10 @@ class Table(Generic[E]):
         netapp: the transport (the table's endpoints are registered on it).
         rpc: the RPC helper (must be running for writes: it owns their continuations).
         strategy: timeouts of the table's requests.
+        layout: the node's layout manager, for sharded tables: writes are registered as in
+            flight under their layout version, so the node does not acknowledge a newer
+            version before they are done (reads and writes then follow the layout
+            history rules during a transition).
     """
 
     __slots__ = (
@@ -134,6 +139,7 @@ class Table(Generic[E]):
         "_ep_range",
         "_ep_read",
         "_ep_update",
+        "_layout",
         "_netapp",
         "_replication",
         "_rpc",
@@ -150,8 +156,10 @@ class Table(Generic[E]):
         rpc: RpcHelper,
         *,
         strategy: RequestStrategy = _DEFAULT_STRATEGY,
+        layout: LayoutManager | None = None,
     ) -> None:
         self._schema = schema
+        self._layout = layout
         self._replication = replication
         self._data = data
         self._netapp = netapp
@@ -212,6 +220,15 @@ class Table(Generic[E]):
         """
         if not entries:
             return
+        if self._layout is None:
+            await self._insert_many(entries)
+            return
+        # The node sets below come from the current layout; until this write is done, the
+        # node does not acknowledge a newer version.
+        with self._layout.write_in_flight():
+            await self._insert_many(entries)
+
+    async def _insert_many(self, entries: Sequence[E]) -> None:
         per_node: dict[Uuid, list[bytes]] = {}
         all_sets: dict[tuple[Uuid, ...], None] = {}
         for entry in entries:
