@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 import anyio
 import anyio.abc
 
+from garage_util.background import BackgroundTasks
 from garage_util.data import FixedBytes32
 
 from ._quorum import QuorumError, QuorumSetResultTracker, request_order
@@ -108,19 +109,13 @@ class RpcHelper:
         self._our_id = our_id
         self._zone_of = zone_of
         self._rtt_of = rtt_of
-        self._background: anyio.abc.TaskGroup | None = None
+        self._background = BackgroundTasks("write continuations (RpcHelper.run)")
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Owns the task group where writes continue after their quorum; runs until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._background = tg
-            try:
-                task_status.started()
-                await anyio.sleep_forever()
-            finally:
-                self._background = None
+        await self._background.run(task_status=task_status)
 
     def request_order(self, nodes: Sequence[FixedBytes32]) -> list[FixedBytes32]:
         """``nodes`` in preference order: ourself, our zone, lowest ping."""
@@ -214,7 +209,7 @@ class RpcHelper:
             RuntimeError: when :meth:`run` is not running.
         """
         background = self._background
-        if background is None:
+        if not background.running:
             raise RuntimeError("RpcHelper.run() must be running for try_write_many_sets")
         tracker: QuorumSetResultTracker[R] = QuorumSetResultTracker(sets, quorum)
         nodes = self.request_order(tracker.nodes)

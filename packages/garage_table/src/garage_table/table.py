@@ -34,6 +34,7 @@ import anyio.abc
 
 from garage_rpc.net import PRIO_NORMAL, Endpoint, NetApp
 from garage_rpc.rpc_helper import RequestStrategy, RpcHelper
+from garage_util.background import BackgroundTasks
 from garage_util.data import Hash
 from garage_util.encode import pack, unpack
 
@@ -165,7 +166,7 @@ class Table(Generic[E]):
         self._netapp = netapp
         self._rpc = rpc
         self._strategy = strategy
-        self._background: anyio.abc.TaskGroup | None = None
+        self._background = BackgroundTasks(f"read repairs of table {schema.TABLE_NAME}")
         prefix = f"garage_table/table.rs/Rpc:{schema.TABLE_NAME}"
         self._ep_read = Endpoint(f"{prefix}/ReadEntry", ReadEntry, ReadEntryResponse)
         self._ep_range = Endpoint(f"{prefix}/ReadRange", ReadRange, Update)
@@ -192,13 +193,7 @@ class Table(Generic[E]):
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Owns the task group of background read repairs; runs until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._background = tg
-            try:
-                task_status.started()
-                await anyio.sleep_forever()
-            finally:
-                self._background = None
+        await self._background.run(task_status=task_status)
 
     # ------------------------------------------------------------------ writes
 
@@ -354,10 +349,8 @@ class Table(Generic[E]):
     def _repair(self, nodes: list[Uuid], entries: list[E]) -> None:
         """Sends merged entries back to the read nodes, in the background."""
         background = self._background
-        if background is None:
-            logger.debug(
-                "table %s: read repair skipped (Table.run not running)", self._schema.TABLE_NAME
-            )
+        if not background.running:
+            logger.debug("table %s: no read repair (Table.run not running)", self._name)
             return
         update = Update(tuple(e.encode() for e in entries))
 

@@ -22,6 +22,7 @@ from ._runner import BackgroundRunner as BackgroundRunner
 from ._runner import LastError as LastError
 from ._runner import WorkerInfo as WorkerInfo
 from ._runner import WorkerInfoState as WorkerInfoState
+from ._tasks import BackgroundTasks as BackgroundTasks
 from ._tranquilizer import Tranquilizer as Tranquilizer
 from ._vars import BgVars as BgVars
 from ._vars import Tunable as Tunable
@@ -33,6 +34,7 @@ from ._worker import WorkerStatus as WorkerStatus
 
 __all__ = [
     "BackgroundRunner",
+    "BackgroundTasks",
     "BgVarError",
     "BgVars",
     "InvalidBgVarValueError",
