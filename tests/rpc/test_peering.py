@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 import pytest
+from tests.polling import wait_until
 
 from garage_rpc.layout import NodeRole
 from garage_rpc.layout_manager import LayoutManager
@@ -24,7 +25,7 @@ from garage_rpc.peering import Peering, PeeringConfig
 from garage_rpc.system import GET_KNOWN_NODES, GetKnownNodes, HealthStatus, System
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from garage_util.data import FixedBytes32
 
@@ -91,16 +92,6 @@ async def started(
         yield node
     finally:
         scope.cancel()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    try:
-        with anyio.fail_after(timeout_s):
-            # Polling on purpose: the conditions are other services' state, with no events.
-            while not condition():  # noqa: ASYNC110
-                await anyio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"gave up waiting: {what}") from None
 
 
 async def three_nodes(

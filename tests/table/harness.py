@@ -29,7 +29,7 @@ from garage_util.background import BackgroundRunner
 from garage_util.db import open_db
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from garage_util.data import FixedBytes32
@@ -117,15 +117,6 @@ async def started(
         scope.cancel()
         await stopped.wait()  # worker threads finished their db calls
         db.close()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
-    try:
-        with anyio.fail_after(timeout_s):
-            while not condition():  # noqa: ASYNC110  # polling other services' state
-                await anyio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"gave up waiting: {what}") from None
 
 
 def connected(nodes: list[Node]) -> bool:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 import pytest
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry
 from tests.table.harness import (
     Node,
@@ -25,7 +26,6 @@ from tests.table.harness import (
     merkle_settled,
     started,
     three_node_layout,
-    wait_until,
 )
 
 from garage_rpc.net import NodeKey

@@ -12,6 +12,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry, StaticReplication, node_id
 
 from garage_table._merkle import (
@@ -446,13 +447,6 @@ async def test_worker_steps(kv_data: TableData[KvEntry]) -> None:
     # The writes above left a permit: waiting returns at once.
     with anyio.fail_after(5):
         assert await worker.wait_for_work() == WorkerState.BUSY
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll ``predicate`` (a db read) until it holds; fail after 10 s."""
-    with anyio.fail_after(10):
-        while not predicate():  # noqa: ASYNC110  # a db read: nothing to wait on but time
-            await anyio.sleep(0.01)
 
 
 @pytest.mark.anyio

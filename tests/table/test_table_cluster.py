@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry
 from tests.table.harness import (
     connected,
@@ -20,7 +21,6 @@ from tests.table.harness import (
     merkle_settled,
     started,
     three_node_layout,
-    wait_until,
 )
 
 from garage_rpc.net import NodeKey

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry
 from tests.table.harness import (
     Node,
@@ -25,7 +26,6 @@ from tests.table.harness import (
     merkle_settled,
     started,
     three_node_layout,
-    wait_until,
 )
 
 from garage_rpc.net import NodeKey

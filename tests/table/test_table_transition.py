@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry
-from tests.table.harness import Node, connected, local, merkle_settled, started, wait_until
+from tests.table.harness import Node, connected, local, merkle_settled, started
 
 from garage_rpc.layout import LayoutHistory, NodeRole
 from garage_rpc.net import NodeKey

@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
+from tests.polling import wait_until
 
 from garage_util.background import (
     BackgroundRunner,
@@ -30,7 +31,7 @@ from garage_util.background._runner import _error_backoff_s
 from garage_util.errors import GarageError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.anyio
 
@@ -38,14 +39,6 @@ RUNNER_LOGGER = "garage_util.background._runner"
 HANG_GUARD_S = 10.0  # only to fail instead of hanging; no test relies on its value
 FOREVER_S = 3600.0  # a deadline or back-off a test must never wait for
 TINY_S = 0.001
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Let the workers run until ``predicate()`` holds."""
-    with anyio.fail_after(HANG_GUARD_S):
-        # Polling the runner's snapshot is the point here: it has no change notification.
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(TINY_S)
 
 
 @asynccontextmanager
