@@ -28,16 +28,7 @@ from garage_rpc.peering import Peering
 from garage_rpc.replication_mode import ReplicationParams
 from garage_rpc.rpc_helper import RequestStrategy
 from garage_rpc.system import System
-from garage_table import (
-    GcWorker,
-    MerkleWorker,
-    SyncWorker,
-    Table,
-    TableData,
-    TableGc,
-    TableShardedReplication,
-    TableSyncer,
-)
+from garage_table import ReplicatedTable, TableShardedReplication, TableTimings
 from garage_table.schema import StringKey
 from garage_util.background import BackgroundRunner
 from garage_util.db import open_db
@@ -119,25 +110,22 @@ async def main(argv: list[str]) -> None:
     system = System(netapp, peering, replication_factor=3, layout=layout, status_interval_s=0.5)
     rpc = system.rpc_helper()
     db = open_db(meta)
-    schema = KvSchema()
     replication = TableShardedReplication(lambda: layout.helper, ReplicationParams(3))
-    data: TableData[KvEntry] = TableData(schema, replication, db, node_id=netapp.id)
-    table = Table(
-        schema, replication, data, netapp, rpc, strategy=RequestStrategy(timeout_s=5), layout=layout
+    timings = TableTimings(
+        strategy=RequestStrategy(timeout_s=5),
+        sync_interval_s=2.0,
+        sync_first_delay_s=0.5,
+        gc_delay_s=float(os.environ.get("GARAGE_TEST_GC_DELAY_S", "1.0")),
+        gc_retry_delay_s=0.5,
     )
-    layout.register_table(schema.TABLE_NAME)
-
-    async def synced(version: int) -> None:
-        await layout.table_synced(schema.TABLE_NAME, version, push_to=peering.up_peers())
-
-    syncer = TableSyncer(data, netapp, on_synced=synced)
-    sync_worker = SyncWorker(syncer, interval_s=2.0, first_delay_s=0.5)
-    sync_worker.watch(netapp, layout)
+    kv: ReplicatedTable[KvEntry] = ReplicatedTable(
+        KvSchema(), replication, db, netapp, rpc, layout=layout, peers=peering.up_peers,
+        timings=timings,
+    )  # fmt: skip
+    table, data = kv.table, kv.data
     runner = BackgroundRunner()
-    runner.spawn_worker(MerkleWorker(data))
-    runner.spawn_worker(sync_worker)
-    gc = TableGc(data, netapp, delay_s=float(os.environ.get("GARAGE_TEST_GC_DELAY_S", "1.0")))
-    runner.spawn_worker(GcWorker(gc, retry_delay_s=0.5))
+    for worker in kv.workers():
+        runner.spawn_worker(worker)
 
     async def insert(
         msg: Put, f: NodeId, s: ByteReceiveStream | None
@@ -177,7 +165,7 @@ async def main(argv: list[str]) -> None:
     async with anyio.create_task_group() as tg:
         bound = await tg.start(netapp.run, (host, int(port)))
         assert bound is not None
-        for service in (peering.run, system.run, rpc.run, table.run, runner.run):
+        for service in (peering.run, system.run, rpc.run, kv.run, runner.run):
             await tg.start(service)
         print(json.dumps({"id": key.node_id.hex(), "host": bound[0], "port": bound[1]}), flush=True)
 

@@ -12,7 +12,8 @@ cluster layout, or :class:`TableFullReplication`), and get:
 - :class:`TableGc` / :class:`GcWorker`: tombstone garbage collection, only once every
   replica holds the tombstone, deleting only where it is still exactly that tombstone;
 - :class:`MerkleWorker` and :class:`InsertQueueWorker`: the background workers that keep
-  the Merkle trees up to date and propagate queued inserts.
+  the Merkle trees up to date and propagate queued inserts;
+- :class:`ReplicatedTable`: all of the above for one table on a node, built in one line.
 
 garage_table depends only on garage_rpc and garage_util, never on the S3 layers.
 """
@@ -30,6 +31,8 @@ from ._merkle import MerkleNodeKey as MerkleNodeKey
 from ._merkle import MerkleUpdater as MerkleUpdater
 from ._merkle import MerkleWorker as MerkleWorker
 from ._queue import InsertQueueWorker as InsertQueueWorker
+from ._stack import ReplicatedTable as ReplicatedTable
+from ._stack import TableTimings as TableTimings
 from ._strategies import TableFullReplication as TableFullReplication
 from ._strategies import TableShardedReplication as TableShardedReplication
 from ._sync import SyncWorker as SyncWorker
@@ -66,6 +69,7 @@ __all__ = [
     "MerkleWorker",
     "NoLayoutError",
     "PartitionKey",
+    "ReplicatedTable",
     "SortKey",
     "StringKey",
     "SyncPartition",
@@ -81,4 +85,5 @@ __all__ = [
     "TableSchema",
     "TableShardedReplication",
     "TableSyncer",
+    "TableTimings",
 ]
