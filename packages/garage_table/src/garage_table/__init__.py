@@ -30,6 +30,7 @@ from ._merkle import MerkleNode as MerkleNode
 from ._merkle import MerkleNodeKey as MerkleNodeKey
 from ._merkle import MerkleUpdater as MerkleUpdater
 from ._merkle import MerkleWorker as MerkleWorker
+from ._notify import Notifier as Notifier
 from ._queue import InsertQueueWorker as InsertQueueWorker
 from ._stack import ReplicatedTable as ReplicatedTable
 from ._stack import TableTimings as TableTimings
@@ -68,6 +69,7 @@ __all__ = [
     "MerkleUpdater",
     "MerkleWorker",
     "NoLayoutError",
+    "Notifier",
     "PartitionKey",
     "ReplicatedTable",
     "SortKey",

@@ -7,9 +7,17 @@ from typing import TYPE_CHECKING
 from garage_util.errors import GarageError
 
 if TYPE_CHECKING:
-    from garage_util.data import Hash
+    from collections.abc import Sequence
 
-__all__ = ["BlockError", "CorruptBlockError", "DataLayoutError", "NoSuchBlockError"]
+    from garage_util.data import Hash, Uuid
+
+__all__ = [
+    "BlockError",
+    "CorruptBlockError",
+    "DataLayoutError",
+    "MissingBlockError",
+    "NoSuchBlockError",
+]
 
 
 class BlockError(GarageError):
@@ -58,3 +66,24 @@ class DataLayoutError(BlockError):
     directory has no capacity. Startup stops: writing blocks into the wrong place would lose
     them.
     """
+
+
+class MissingBlockError(BlockError):
+    """Raised when no node returned a valid copy of a block (Garage: ``Error::MissingBlock``).
+
+    Every candidate node (those that store it in a live or recent layout version) was asked
+    in turn: each lacked it, had a corrupt copy, failed or timed out.
+
+    Attributes:
+        hash: the block's hash.
+        errors: ``(node, what went wrong)`` for each node asked, in the order asked.
+    """
+
+    def __init__(self, hash: Hash, errors: Sequence[tuple[Uuid, str]]) -> None:
+        self.hash = hash
+        self.errors = tuple(errors)
+        tried = "; ".join(f"{node.short_hex()}: {msg}" for node, msg in self.errors)
+        super().__init__(
+            f"block {hash.hex()}: no node returned a valid copy "
+            f"({len(self.errors)} asked{': ' if tried else ''}{tried})"
+        )

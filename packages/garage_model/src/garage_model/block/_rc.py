@@ -84,12 +84,12 @@ class RcEntry:
         """The entry with one more reference."""
         return RcEntry(self.count + 1)
 
-    def decrement(self, now_ms: int) -> RcEntry:
+    def decrement(self, now_ms: int, gc_delay_ms: int = BLOCK_GC_DELAY_MS) -> RcEntry:
         """The entry with one reference less; reaching zero starts the GC delay."""
         if self.count > 1:
             return RcEntry(self.count - 1)
         if self.count == 1:
-            return RcEntry(0, now_ms + BLOCK_GC_DELAY_MS)
+            return RcEntry(0, now_ms + gc_delay_ms)
         return self  # already zero: a duplicate decrement changes nothing
 
     @property
@@ -133,11 +133,20 @@ class RcChange:
 
 @final
 class BlockRc:
-    """The ``block_local_rc`` tree: reference counts of locally stored blocks."""
+    """The ``block_local_rc`` tree: reference counts of locally stored blocks.
 
-    def __init__(self, db: Db) -> None:
-        """Opens the tree in ``db``."""
+    Args:
+        db: the metadata db holding the tree.
+        gc_delay_ms: how long a block stays after its last reference went (Garage's
+            10 minutes; tests shorten it).
+    """
+
+    def __init__(self, db: Db, *, gc_delay_ms: int = BLOCK_GC_DELAY_MS) -> None:
+        if gc_delay_ms < 0:
+            raise ValueError(f"gc_delay_ms must be >= 0, got {gc_delay_ms}")
         self._tree: Tree = db.open_tree(BLOCK_RC_TREE)
+        self.gc_delay_ms = gc_delay_ms
+        """How long a block whose count fell to zero is kept."""
 
     @property
     def tree(self) -> Tree:
@@ -167,7 +176,7 @@ class BlockRc:
             now_ms: the current time; the GC delay starts there if the count hits zero.
         """
         old = RcEntry.parse(tx.get(self._tree, bytes(hash)))
-        new = old.decrement(now_ms)
+        new = old.decrement(now_ms, self.gc_delay_ms)
         if new != old:
             self._update(tx, hash, new)
         return RcChange(old, new)
