@@ -1,6 +1,16 @@
-"""Buckets, keys, objects, versions, multipart uploads, counters and the block manager.
+"""garage_model: the data model of a Garage node, and the node's composition root.
 
-This layer is not built yet (see issue #5); it exports nothing so far.
+- :mod:`garage_model.block`: content-addressed block files, their refcounts, the block RPC,
+  resync, scrub and repair;
+- the full-copy tables :mod:`~garage_model.bucket_table`,
+  :mod:`~garage_model.bucket_alias_table`, :mod:`~garage_model.key_table` and
+  :mod:`~garage_model.permission`, with the helpers of :mod:`garage_model.helper`;
+- the sharded S3 tables of :mod:`garage_model.s3` (objects, versions, block refs, multipart
+  uploads) with their deletion cascade, and :mod:`~garage_model.index_counter`;
+- :class:`Garage`: every part of a node built from its configuration, and run.
 """
 
-__all__: list[str] = []
+from .garage import Garage as Garage
+from .garage import GarageTimings as GarageTimings
+
+__all__ = ["Garage", "GarageTimings"]
