@@ -44,7 +44,7 @@ from .object_table import (
 from .version_table import ObjectBacklink, Version, VersionBacklink, VersionBlock
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator
+    from collections.abc import AsyncIterable, AsyncIterator, Callable
 
     from garage_model.garage import Garage
 
@@ -135,13 +135,30 @@ class VersionWriter:
         """Inserts the version row with no block (before any block exists)."""
         await self._garage.version_table.table.insert(Version.new(self._uuid, self.backlink))
 
-    async def write_all(self, chunks: AsyncIterable[bytes], *, first: bytes = b"") -> int:
+    async def write_all(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        first: bytes = b"",
+        digest: Callable[[bytes], object] | None = None,
+    ) -> int:
         """Cuts ``first`` then ``chunks`` into blocks and stores them, at most
         :data:`BLOCKS_IN_FLIGHT` at a time; returns the number of bytes written.
+
+        Args:
+            chunks: the data.
+            first: bytes already read from the data, written before ``chunks``.
+            digest: called with every block in order, in the worker thread that hashes
+                the block (feed the caller's MD5 or checksums there, off the event loop).
 
         Raises:
             Exception: the first failed block store (the others are cancelled).
         """
+
+        def hash_block(block: bytes) -> Hash:
+            if digest is not None:
+                digest(block)
+            return blake2sum(block)
 
         async def prefixed() -> AsyncIterator[bytes]:
             if first:
@@ -153,7 +170,7 @@ class VersionWriter:
         async with anyio.create_task_group() as tg:
             async for block in _rechunk(prefixed(), self._garage.config.block_size):
                 await self._limiter.acquire()
-                hash = await anyio.to_thread.run_sync(blake2sum, block)
+                hash = await anyio.to_thread.run_sync(hash_block, block)
                 self.blocks.append(hash)
                 tg.start_soon(self._put, offset, block, hash)
                 offset += len(block)
@@ -220,13 +237,7 @@ class ObjectWriter:
         garage = self._garage
         uuid, timestamp = gen_uuid(), await self._timestamp()
         md5 = hashlib.md5(usedforsecurity=False)
-
-        async def hashed() -> AsyncIterator[bytes]:
-            async for chunk in chunks:
-                md5.update(chunk)
-                yield chunk
-
-        stream = aiter(hashed())
+        stream = aiter(chunks)
         first = bytearray()
         async for chunk in stream:
             first += chunk
@@ -234,6 +245,7 @@ class ObjectWriter:
                 break
         inner = ObjectVersionMetaInner(headers=self._headers)
         if len(first) < INLINE_THRESHOLD:
+            md5.update(first)  # under 3 KiB: cheap enough for the event loop
             meta = ObjectVersionMeta(len(first), md5.hexdigest(), Plaintext(inner))
             state = Complete(Inline(meta, bytes(first)))
             await garage.object_table.table.insert(self._object(uuid, timestamp, state))
@@ -244,7 +256,7 @@ class ObjectWriter:
         writer = VersionWriter(garage, uuid, ObjectBacklink(self._bucket_id, self._key))
         try:
             await writer.start()
-            size = await writer.write_all(stream, first=bytes(first))
+            size = await writer.write_all(stream, first=bytes(first), digest=md5.update)
             meta = ObjectVersionMeta(size, md5.hexdigest(), Plaintext(inner))
             state = Complete(FirstBlock(meta, writer.blocks[0]))
             await garage.object_table.table.insert(self._object(uuid, timestamp, state))
