@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from garage.cli import EXIT_CONFIG, EXIT_NOT_BUILT
+from tests.api.conftest import start_single_node, stop
+
+from garage.cli import EXIT_CONFIG
 
 
 def _garage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,10 +25,20 @@ def test_version() -> None:
     assert out.stdout.startswith("garage ")
 
 
-def test_single_node_server_says_what_is_not_built_yet() -> None:
-    out = _garage("server", "--single-node")
-    assert out.returncode == EXIT_NOT_BUILT
-    assert "not built yet" in out.stderr
+def test_single_node_quick_start_keeps_its_key_across_restarts(tmp_path: Path) -> None:
+    first = start_single_node(tmp_path / "node")
+    try:
+        names = [b["Name"] for b in first.client().list_buckets()["Buckets"]]
+        assert names == ["default"]
+        assert (tmp_path / "node" / "garage.toml").stat().st_mode & 0o077 == 0  # secrets
+    finally:
+        assert stop(first) == 0
+    again = start_single_node(tmp_path / "node")
+    try:
+        assert (again.key_id, again.secret) == (first.key_id, first.secret)
+        assert [b["Name"] for b in again.client().list_buckets()["Buckets"]] == ["default"]
+    finally:
+        assert stop(again) == 0
 
 
 def test_server_with_a_bad_config_names_the_key(tmp_path: Path) -> None:

@@ -1,30 +1,35 @@
 """The ``garage`` command line.
 
-Today it knows ``--version`` and ``server``. The node itself (RPC, tables, S3 API) is
-built by later issues; until then ``garage server`` checks its configuration, if given one,
-and says plainly that it cannot serve yet, with a non-zero exit status so that no script
-mistakes it for a running node.
+``garage server`` runs a node from a configuration file (``-c``, ``GARAGE_CONFIG_FILE``,
+default ``/etc/garage.toml``); ``garage server --single-node`` is the quick start: it
+needs nothing prepared, keeps its node in ``--data-dir`` (default ``~/.local/share/garage``)
+and prints the S3 endpoint and a ready key. The commands that administer a running node
+(status, layout, bucket, key...) land with issue #7.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
+from garage.server import default_data_dir, prepare_single_node, run_server, setup_logging
 from garage_util.config import load_config
-from garage_util.errors import ConfigError
+from garage_util.errors import ConfigError, GarageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["main"]
 
-#: Exit status when the command is known but its feature is not built yet (EX_UNAVAILABLE).
-EXIT_NOT_BUILT = 69
+#: Exit status when the node cannot start or run (EX_SOFTWARE).
+EXIT_SOFTWARE = 70
 #: Exit status for a configuration error (EX_CONFIG).
 EXIT_CONFIG = 78
 
@@ -46,27 +51,47 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--single-node",
         action="store_true",
-        help="start a one-node cluster with a ready key (quick start)",
+        help="start a one-node cluster with a ready key and bucket (quick start)",
+    )
+    server.add_argument(
+        "--data-dir",
+        type=Path,
+        help="with --single-node: where the node lives (default ~/.local/share/garage)",
+    )
+    server.add_argument(
+        "--s3-api-bind",
+        help="with --single-node, on first start: the S3 API address (default 127.0.0.1:3900)",
+    )
+    server.add_argument(
+        "--rpc-bind",
+        help="with --single-node, on first start: the RPC address (default 127.0.0.1:3901)",
     )
     return parser
 
 
 def _server(args: argparse.Namespace) -> int:
-    if args.config is not None or not args.single_node:
+    single_dir: Path | None = None
+    if args.single_node and args.config is None:
+        single_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
+        path = prepare_single_node(single_dir, s3_api_bind=args.s3_api_bind, rpc_bind=args.rpc_bind)
+    else:
         path = Path(args.config or "/etc/garage.toml")
-        try:
-            load_config(path)
-        except ConfigError as exc:
-            print(f"garage: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        print(f"garage: configuration {path} is valid.", file=sys.stderr)
-    print(
-        "garage server: the node is not built yet. This release contains the foundation "
-        "(garage_util), RPC (garage_rpc) and table (garage_table) layers; the model and S3 "
-        "layers and the node itself land with issues #5-#7.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_BUILT
+        if args.single_node:
+            single_dir = (args.data_dir or path.parent).expanduser().absolute()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"garage: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging()
+    try:
+        anyio.run(functools.partial(run_server, config, single_node_dir=single_dir), backend="trio")
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, GarageError) as exc:
+        print(f"garage: {exc}", file=sys.stderr)
+        return EXIT_SOFTWARE
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

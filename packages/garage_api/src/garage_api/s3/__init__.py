@@ -4,6 +4,8 @@ Garage: src/api/s3/ (design §10.1, §10.2, §10.4, §10.6, §10.8, §10.10). Ev
 synchronous and free of I/O and HTTP framework types: the HTTP driver passes methods, paths,
 query pairs, headers and bytes in, and gets values out or an :class:`S3Error` to answer with.
 
+- :class:`S3Api`: the server (authentication, bucket resolution, permissions, the
+  handlers); :class:`RequestBody` reads a verified payload.
 - :func:`parse_request` routes a request to an :class:`Endpoint`: one :class:`Operation` of
   the whole S3 API (unimplemented ones answer ``501 NotImplemented``), its bucket and key
   (path or virtual-hosted style), its query parameters and the :class:`Authorization` it
@@ -27,6 +29,10 @@ Example::
     (True, 'b', 'photos/2024/a.jpg')
 """
 
+from ._api import ANY_REGION as ANY_REGION
+from ._api import ReqCtx as ReqCtx
+from ._api import S3Api as S3Api
+from ._body import RequestBody as RequestBody
 from ._conditional import Precondition as Precondition
 from ._conditional import Preconditions as Preconditions
 from ._errors import ERROR_CODES as ERROR_CODES
@@ -100,6 +106,7 @@ from ._xml import parse_delete as parse_delete
 from ._xml import url_encode as url_encode
 
 __all__ = [
+    "ANY_REGION",
     "CHECKSUM_ALGORITHMS",
     "ERROR_CODES",
     "KEYWORDS",
@@ -146,6 +153,9 @@ __all__ = [
     "PostResponse",
     "Precondition",
     "Preconditions",
+    "ReqCtx",
+    "RequestBody",
+    "S3Api",
     "S3Error",
     "UploadEntry",
     "VersioningConfiguration",
