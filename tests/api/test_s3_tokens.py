@@ -441,3 +441,11 @@ def test_part_paging_matches_the_model(numbers: list[int], max_parts: int) -> No
         assert len(page) == max_parts
         assert marker == page[-1][0]
     assert seen == parts
+
+
+@pytest.mark.parametrize("token", ["[é", "]\u00ff\u00fe", "[ä==", "x", ""])
+def test_malformed_continuation_tokens_are_invalid_argument(token: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        decode_continuation_token(token)
+    assert exc.value.code == "InvalidArgument"
+    assert exc.value.status == 400

@@ -53,7 +53,6 @@ loop always ends, whatever the page size.
 from __future__ import annotations
 
 import base64
-import binascii
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
@@ -168,7 +167,7 @@ def decode_continuation_token(token: str) -> ListStart:
     if token[:1] in ("[", "]"):
         try:
             key = base64.b64decode(token[1:], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
             pass
         else:
             return ListStart(key, inclusive=token[0] == "[")
