@@ -1,17 +1,328 @@
-"""Handlers of S3 operations (filled in by issue #6)."""
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+
+Garage: src/api/s3/put.rs, get.rs and delete.rs (design §10.3-10.5). The storage order
+(``Uploading`` first, blocks, ``Complete`` last) is :class:`~garage_model.s3.writer.
+ObjectWriter`'s; these handlers add HTTP:
+
+- **PutObject.** The body goes through :class:`RequestBody` (aws-chunked decoding, chunk
+  signatures); its digests (MD5 for the ETag, ``Content-MD5``, ``x-amz-content-sha256``,
+  ``x-amz-checksum-*`` in a header or a trailer) are fed in the thread that hashes each
+  block, and verified by the writer's ``before_complete`` hook, so a mismatch aborts the new
+  version and the previous one is still served. ``x-amz-acl`` is accepted and ignored (a
+  bucket's keys are its only ACL). Conditional writes (``If-Match``/``If-None-Match``) and
+  SSE-C are not supported yet: 501.
+- **GetObject / HeadObject.** The newest complete version (a delete marker is
+  ``NoSuchKey``); preconditions in RFC 7232 order (:class:`Preconditions`); one ``Range``
+  or one ``partNumber``; the stored headers (repeated names joined with ``,``) with the
+  ``response-*`` overrides last; the checksum only with ``x-amz-checksum-mode: ENABLED``
+  and only when the whole object is sent. The body streams block by block
+  (:func:`~garage_model.s3.writer.read_blocks`), fetching only the blocks of the range.
+- **DeleteObject** answers 204 whether or not there was an object; **DeleteObjects**
+  deletes each key (a few at a time) and reports each one, missing keys as deleted (as S3).
+
+Checksums of multipart objects: the kind (composite, sent as ``base64-N``, or full-object)
+is kept as a stored ``x-amz-checksum-type`` header (written by CompleteMultipartUpload), sent
+back only with the checksum.
+
+Keys: S3 allows 1,024 bytes, but the metadata db's keys are limited (see
+``_MAX_STORED_KEY_BYTES``): PutObject refuses longer keys with ``KeyTooLongError`` rather than
+failing in the middle of a quorum write.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Final, cast
+
+import anyio
+
+from garage_api.http import Response
+from garage_api.signature import checksum_header_name, encode_checksum
+from garage_model.bucket_table import UuidKey
+from garage_model.s3 import FirstBlock, Inline, Plaintext
+from garage_model.s3.writer import (
+    Completion,
+    NoSuchObjectError,
+    ObjectWriter,
+    delete_object,
+    get_version,
+    newest_data,
+    part_bounds,
+    read_blocks,
+)
+from garage_rpc.net import RpcError
+from garage_rpc.rpc_helper import QuorumError
+from garage_table import NoLayoutError
+from garage_table.schema import StringKey
+from garage_util.db import MAX_KEY_BYTES as DB_MAX_KEY_BYTES
+
+from ._api import xml_response
+from ._body import RequestBody
+from ._conditional import Precondition, Preconditions
+from ._errors import S3Error
+from ._meta import http_date, object_headers, quote_etag
+from ._range import ByteRange, check_range_or_part, parse_range_header, part_range
+from ._router import MAX_KEY_BYTES, Operation
+from ._xml import MAX_XML_BODY_BYTES, Deleted, DeleteError, DeleteResult, parse_delete
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
-    from garage_api.http import Response
+    from garage_model.s3 import ObjectVersionMetaInner
+    from garage_util.data import Uuid
 
     from ._api import ReqCtx
-    from ._router import Operation
+    from ._xml import ObjectIdentifier
 
 __all__ = ["HANDLERS"]
 
-HANDLERS: dict[Operation, Callable[[ReqCtx], Awaitable[Response]]] = {}
+logger = logging.getLogger(__name__)
+
+#: Keys of one DeleteObjects deleted at once: each is a read and a quorum write, so a
+#: 1,000-key request takes a fraction of the time, without flooding the cluster.
+_DELETES_IN_FLIGHT: Final = 16
+#: The stored header naming the kind of a multipart object's checksum (see above).
+_CHECKSUM_TYPE: Final = "x-amz-checksum-type"
+#: The longest key PutObject stores: S3's 1,024 bytes, unless the metadata db's key limit
+#: is lower. An object's db keys are its table key (32-byte partition hash ‖ object key)
+#: and, once it is a tombstone, its GC entry (8-byte timestamp ‖ table key); a key that
+#: does not fit would fail deep in a quorum write (a 503 that clients retry), so it is
+#: refused up front with KeyTooLongError.
+_MAX_STORED_KEY_BYTES: Final = min(MAX_KEY_BYTES, DB_MAX_KEY_BYTES - 8 - 32)
+#: Request headers of SSE-C, which this port does not implement yet (design §10.9).
+_SSE_C_HEADERS: Final = (
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+)
+
+
+def _require_key(ctx: ReqCtx) -> tuple[Uuid, str]:
+    bucket_id, _bucket = ctx.require_bucket()
+    key = ctx.endpoint.key
+    assert key is not None  # the router sends keyless requests to bucket operations
+    return bucket_id, key
+
+
+# ---------------------------------------------------------------------------- PutObject
+
+
+async def put_object(ctx: ReqCtx) -> Response:
+    """PutObject: stores the body as the key's newest version (design §10.3)."""
+    bucket_id, key = _require_key(ctx)
+    request = ctx.request
+    for name in ("if-match", "if-none-match"):
+        if request.header(name) is not None:
+            raise S3Error.from_code(
+                "NotImplemented",
+                f"conditional writes ({name} on PutObject) are not supported yet",
+            )
+    if any(request.header(name) is not None for name in _SSE_C_HEADERS):
+        raise S3Error.from_code("NotImplemented", "SSE-C (customer keys) is not supported yet")
+    if len(key.encode()) > _MAX_STORED_KEY_BYTES:
+        raise S3Error.from_code(
+            "KeyTooLongError",
+            f"this node stores keys of at most {_MAX_STORED_KEY_BYTES} bytes "
+            f"(its metadata db limits keys to {DB_MAX_KEY_BYTES} bytes)",
+        )
+    headers = object_headers(request.headers)
+    body = RequestBody(request, ctx.auth, md5=True)
+
+    async def before_complete(size: int) -> Completion:
+        del size  # quotas are checked here once they exist (issue #8)
+        sums = body.verify()
+        assert sums.md5 is not None  # asked for with md5=True
+        return Completion(sums.md5.hex(), sums.extra)
+
+    writer = ObjectWriter(
+        ctx.garage,
+        bucket_id,
+        key,
+        headers=headers,
+        checksum_algorithm=body.expected.algorithm,
+    )
+    # chunks() is an async generator (typed as an iterator): closed even if put() fails.
+    async with aclosing(cast("AsyncGenerator[bytes]", body.chunks())) as chunks:
+        result = await writer.put(chunks, digest=body.digest, before_complete=before_complete)
+    logger.debug("put %r: %d bytes, etag %s", key, result.size, result.etag)
+    response = [("etag", quote_etag(result.etag))]
+    if result.checksum is not None:
+        response.append(
+            (checksum_header_name(result.checksum.algorithm), encode_checksum(result.checksum))
+        )
+        response.append((_CHECKSUM_TYPE, "FULL_OBJECT"))
+    return Response(200, response)
+
+
+# ---------------------------------------------------------------------- GetObject / Head
+
+
+def _plain_inner(meta_inner: object) -> ObjectVersionMetaInner:
+    if not isinstance(meta_inner, Plaintext):
+        raise S3Error.invalid_request("the object is encrypted with SSE-C, not supported yet")
+    return meta_inner.inner
+
+
+def _checksum_headers(inner: ObjectVersionMetaInner, etag: str) -> list[tuple[str, str]]:
+    """The ``x-amz-checksum-*`` and ``x-amz-checksum-type`` headers of the whole object.
+
+    The kind is the stored ``x-amz-checksum-type`` (multipart uploads keep it), else
+    full-object; a composite checksum is sent as ``base64-N``, N from the ETag ``<md5>-N``.
+    """
+    checksum = inner.checksum
+    if checksum is None:
+        return []
+    stored = next((v for n, v in inner.headers if n.lower() == _CHECKSUM_TYPE), None)
+    kind = "FULL_OBJECT" if stored is None else stored.strip().upper()
+    _md5, dash, count = etag.rpartition("-")
+    parts = int(count) if kind == "COMPOSITE" and dash and count.isdigit() else None
+    value = encode_checksum(checksum, part_count=parts)
+    return [(checksum_header_name(checksum.algorithm), value), (_CHECKSUM_TYPE, kind)]
+
+
+def _stored_headers(inner: ObjectVersionMetaInner, ctx: ReqCtx) -> list[tuple[str, str]]:
+    """The stored headers (repeated names joined with ``,``), then the overrides."""
+    joined: dict[str, list[str]] = {}
+    for name, value in inner.headers:
+        lname = name.lower()
+        if lname != _CHECKSUM_TYPE:
+            joined.setdefault(lname, []).append(value)
+    for name, value in ctx.endpoint.response_headers:
+        joined[name.lower()] = [value]  # response-* overrides win (AWS: GetObject)
+    return [(name, ",".join(values)) for name, values in joined.items()]
+
+
+async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
+    bucket_id, key = _require_key(ctx)
+    garage = ctx.garage
+    request = ctx.request
+    obj = await garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
+    found = newest_data(obj)
+    if found is None:
+        raise S3Error.no_such_key(key)
+    version, data = found
+    meta = data.meta
+    inner = _plain_inner(meta.encryption)
+    etag, last_modified = quote_etag(meta.etag), http_date(version.timestamp)
+
+    outcome = Preconditions.from_headers(request.headers).evaluate(meta.etag, version.timestamp)
+    if outcome is Precondition.NOT_MODIFIED:
+        raise S3Error.from_code(
+            "NotModified", headers=[("etag", etag), ("last-modified", last_modified)]
+        )
+    if outcome is Precondition.FAILED:
+        raise S3Error.precondition_failed()
+
+    part_number = ctx.endpoint.part_number
+    range_header = request.header("range")
+    check_range_or_part(range_header, part_number)
+    row = None
+    if isinstance(data, FirstBlock) and (not head or part_number is not None):
+        try:
+            row = await get_version(garage, version.uuid)
+        except NoSuchObjectError:
+            raise S3Error.no_such_key(key) from None
+
+    size = meta.size
+    parts_count: int | None = None
+    selected: ByteRange | None
+    if part_number is not None:
+        if row is None:
+            selected, parts_count = part_range([size], part_number), 1
+        else:
+            parts_count = row.n_parts() if size > 0 else 1
+            bounds = part_bounds(row, part_number)
+            if bounds is None:
+                raise S3Error.invalid_part_number(part_number, parts_count)
+            selected = ByteRange(*bounds)
+    else:
+        selected = parse_range_header(range_header, size)
+    if selected is not None and selected.length == 0:
+        selected = None  # an empty part: no Content-Range can say it, send it as a whole
+
+    headers = _stored_headers(inner, ctx)
+    headers += [("etag", etag), ("last-modified", last_modified), ("accept-ranges", "bytes")]
+    whole = selected is None or (selected.start == 0 and selected.end == size)
+    start, end = (0, size) if selected is None else (selected.start, selected.end)
+    headers.append(("content-length", str(end - start)))
+    if selected is not None:
+        headers.append(("content-range", selected.content_range(size)))
+    if parts_count is not None:
+        headers.append(("x-amz-mp-parts-count", str(parts_count)))
+    mode = request.header("x-amz-checksum-mode")
+    if mode is not None and mode.strip().upper() == "ENABLED" and whole:
+        headers += _checksum_headers(inner, meta.etag)
+    status = 200 if selected is None else 206
+
+    if head:
+        return Response(status, headers)
+    if isinstance(data, Inline):
+        return Response(status, headers, data.data[start:end])
+    assert row is not None  # fetched above for every GET of a block object
+    blocks = [block for _key, block in row.blocks.items()]
+    return Response(status, headers, read_blocks(garage, blocks, start, end))
+
+
+async def get_object(ctx: ReqCtx) -> Response:
+    """GetObject: the object's bytes, or a range or part of them (design §10.4)."""
+    return await _get_or_head(ctx, head=False)
+
+
+async def head_object(ctx: ReqCtx) -> Response:
+    """HeadObject: GetObject's headers without the body."""
+    return await _get_or_head(ctx, head=True)
+
+
+# ---------------------------------------------------------------------------- delete
+
+
+async def delete_object_handler(ctx: ReqCtx) -> Response:
+    """DeleteObject: a delete marker hides the object; 204 even if there was none."""
+    bucket_id, key = _require_key(ctx)
+    await delete_object(ctx.garage, bucket_id, key)
+    return Response(204)
+
+
+async def delete_objects(ctx: ReqCtx) -> Response:
+    """DeleteObjects: each key of the XML body deleted, each reported (design §10.5)."""
+    bucket_id, _bucket = ctx.require_bucket()
+    document = await RequestBody(ctx.request, ctx.auth).read_all(MAX_XML_BODY_BYTES)
+    request = parse_delete(document)
+    results: list[Deleted | DeleteError | None] = [None] * len(request.objects)
+    limiter = anyio.Semaphore(_DELETES_IN_FLIGHT)
+
+    async def delete_one(i: int, obj: ObjectIdentifier) -> None:
+        async with limiter:
+            results[i] = await _delete_one(ctx, bucket_id, obj)
+
+    async with anyio.create_task_group() as tg:
+        for i, obj in enumerate(request.objects):
+            tg.start_soon(delete_one, i, obj)
+    deleted = [r for r in results if isinstance(r, Deleted)]
+    errors = [r for r in results if isinstance(r, DeleteError)]
+    return xml_response(DeleteResult(deleted, errors, quiet=request.quiet).to_xml())
+
+
+async def _delete_one(ctx: ReqCtx, bucket_id: Uuid, obj: ObjectIdentifier) -> Deleted | DeleteError:
+    """Deletes one key of a DeleteObjects, turning its failure into a per-key error."""
+    if len(obj.key.encode()) > MAX_KEY_BYTES:
+        error = S3Error.key_too_long()
+        return DeleteError(obj.key, error.code, error.message, obj.version_id)
+    try:
+        await delete_object(ctx.garage, bucket_id, obj.key)
+    except (QuorumError, RpcError, NoLayoutError) as exc:
+        logger.warning("DeleteObjects: %r: %s", obj.key, exc)
+        return DeleteError(obj.key, "ServiceUnavailable", str(exc), obj.version_id)
+    except Exception:
+        logger.exception("DeleteObjects: deleting %r failed", obj.key)
+        return DeleteError(obj.key, "InternalError", "internal error", obj.version_id)
+    return Deleted(obj.key, obj.version_id)
+
+
+HANDLERS: dict[Operation, Callable[[ReqCtx], Awaitable[Response]]] = {
+    Operation.PUT_OBJECT: put_object,
+    Operation.GET_OBJECT: get_object,
+    Operation.HEAD_OBJECT: head_object,
+    Operation.DELETE_OBJECT: delete_object_handler,
+    Operation.DELETE_OBJECTS: delete_objects,
+}
