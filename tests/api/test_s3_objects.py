@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import time
+import uuid
 import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -25,12 +26,15 @@ from awscrt import checksums as crt
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, CrtCrc32cChecksum, CrtCrc64NvmeChecksum
+from tests.api.conftest import start_single_node, stop
 from tests.polling import wait_until
 
+from garage.server import prepare_single_node
 from garage_api.signature import sign_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from tests.api.conftest import S3Node
 
@@ -310,14 +314,8 @@ def test_response_overrides(s3: Any, bucket: str) -> None:
     assert s3.head_object(Bucket=bucket, Key="k")["ContentType"] == "text/plain"  # unchanged
 
 
-# The metadata db limits its keys to 511 bytes (LMDB's limit, kept on every engine), and
-# an object's db keys carry 40 bytes besides the object key: keys over 471 bytes are
-# refused with KeyTooLongError until the table layer stores longer keys.
-_LONG_KEYS = pytest.mark.xfail(
-    strict=True, reason="the metadata db's 511-byte key limit (garage_util.db.MAX_KEY_BYTES)"
-)
-
-
+# The test node's metadata db is sqlite, which stores S3's longest keys (1,024 bytes: db keys
+# of up to 1,064 bytes with the table and GC prefixes).
 @pytest.mark.parametrize(
     "key",
     [
@@ -330,8 +328,8 @@ _LONG_KEYS = pytest.mark.xfail(
         pytest.param("trailing/", id="trailing-slash"),
         pytest.param("percent%20sign?&=#", id="specials"),
         pytest.param("k" * 471, id="471-ascii"),
-        pytest.param("k" * 1024, id="1024-ascii", marks=_LONG_KEYS),
-        pytest.param("é" * 512, id="1024-utf8", marks=_LONG_KEYS),
+        pytest.param("k" * 1024, id="1024-ascii"),
+        pytest.param("é" * 512, id="1024-utf8"),
     ],
 )
 def test_unusual_keys(s3: Any, bucket: str, key: str) -> None:
@@ -362,6 +360,34 @@ def test_a_key_over_1024_bytes_is_refused(s3: Any, bucket: str) -> None:
             s3.get_object(Bucket=bucket, Key=key)
         assert _code(exc) == ("KeyTooLongError", 400)
     _assert_serves(s3, bucket, "k" * 400, b"kept")
+
+
+def test_an_lmdb_node_refuses_keys_its_db_cannot_store(tmp_path: Path) -> None:
+    """LMDB stores db keys of at most 511 bytes: 471 bytes of object key, refused beyond."""
+    data_dir = tmp_path / "lmdb-node"
+    config = prepare_single_node(data_dir, s3_api_bind="127.0.0.1:0", rpc_bind="127.0.0.1:0")
+    # Top-level keys must come before the config's first [table]: put it first.
+    config.write_text('db_engine = "lmdb"\n' + config.read_text())
+    node = start_single_node(data_dir)
+    try:
+        assert (data_dir / "meta" / "db.lmdb").is_dir()
+        s3 = node.client()
+        bucket = f"test-{uuid.uuid4().hex[:16]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k" * 471, Body=b"kept")
+        for key in ("k" * 472, "é" * 236, "k" * 1024):  # "é" is 2 bytes of UTF-8
+            with pytest.raises(ClientError) as exc:
+                s3.put_object(Bucket=bucket, Key=key, Body=b"data")
+            assert _code(exc) == ("KeyTooLongError", 400)
+            message = exc.value.response["Error"]["Message"]
+            assert "at most 471 bytes" in message
+            assert "lmdb metadata db limits keys to 511 bytes" in message
+            with pytest.raises(ClientError) as exc:
+                s3.get_object(Bucket=bucket, Key=key)
+            assert _code(exc) == ("NoSuchKey", 404)
+        _assert_serves(s3, bucket, "k" * 471, b"kept")
+    finally:
+        assert stop(node) == 0
 
 
 # ---------------------------------------------------------------------------- checksums

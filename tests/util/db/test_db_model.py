@@ -2,46 +2,57 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from garage_util.db import MAX_KEY_BYTES, Excluded, Included
+from garage_util.db import Bound, Excluded, Included
 
 if TYPE_CHECKING:
-    from garage_util.db import Bound, Db, Transaction, Tree
-
-# A small alphabet and short keys make collisions, prefixes and neighbours likely; a few keys
-# at the 511-byte limit, and bounds just past it, exercise the long-bound rewriting.
-_LONG = b"\x01" * (MAX_KEY_BYTES - 1)
-_SHORT_KEYS = st.lists(st.sampled_from(b"\x00\x01\x02\xff"), min_size=1, max_size=3).map(bytes)
-KEYS = st.one_of(
-    _SHORT_KEYS,
-    st.sampled_from([_LONG + b"\x00", _LONG + b"\x01", _LONG + b"\x02", _LONG[:-1] + b"\x02"]),
-)
-BOUND_KEYS = st.one_of(
-    KEYS,
-    st.just(b""),
-    st.sampled_from([_LONG + b"\x01\x00", _LONG + b"\x01" * 5, _LONG + b"\x00\xff"]),
-)
-BOUNDS: st.SearchStrategy[Bound] = st.one_of(
-    st.none(), BOUND_KEYS, BOUND_KEYS.map(Included), BOUND_KEYS.map(Excluded)
-)
-VALUES = st.binary(max_size=3)
+    from garage_util.db import Db, Transaction, Tree
 
 Op = tuple[str, bytes, bytes]
-OPS = st.lists(
-    st.one_of(
-        st.tuples(st.just("insert"), KEYS, VALUES),
-        st.tuples(st.just("remove"), KEYS, st.just(b"")),
-        st.tuples(st.just("clear"), st.just(b""), st.just(b"")),
-    ),
-    max_size=30,
-)
-# Each chunk of operations runs either as autocommit tree calls or in one transaction.
-CHUNKS = st.lists(st.tuples(st.booleans(), OPS), min_size=1, max_size=4)
-QUERIES = st.lists(st.tuples(BOUNDS, BOUNDS, st.booleans()), min_size=1, max_size=8)
+Query = tuple[Bound, Bound, bool]
+
+
+@functools.cache
+def strategies(
+    limit: int,
+) -> tuple[st.SearchStrategy[list[tuple[bool, list[Op]]]], st.SearchStrategy[list[Query]]]:
+    """Operation chunks and queries for an engine whose keys are at most ``limit`` bytes.
+
+    A small alphabet and short keys make collisions, prefixes and neighbours likely; a few
+    keys at the engine's limit, and bounds just past it, exercise the long-bound rewriting.
+    """
+    long = b"\x01" * (limit - 1)
+    short_keys = st.lists(st.sampled_from(b"\x00\x01\x02\xff"), min_size=1, max_size=3).map(bytes)
+    keys = st.one_of(
+        short_keys,
+        st.sampled_from([long + b"\x00", long + b"\x01", long + b"\x02", long[:-1] + b"\x02"]),
+    )
+    bound_keys = st.one_of(
+        keys,
+        st.just(b""),
+        st.sampled_from([long + b"\x01\x00", long + b"\x01" * 5, long + b"\x00\xff"]),
+    )
+    bounds: st.SearchStrategy[Bound] = st.one_of(
+        st.none(), bound_keys, bound_keys.map(Included), bound_keys.map(Excluded)
+    )
+    values = st.binary(max_size=3)
+    ops = st.lists(
+        st.one_of(
+            st.tuples(st.just("insert"), keys, values),
+            st.tuples(st.just("remove"), keys, st.just(b"")),
+            st.tuples(st.just("clear"), st.just(b""), st.just(b"")),
+        ),
+        max_size=30,
+    )
+    # Each chunk of operations runs either as autocommit tree calls or in one transaction.
+    chunks = st.lists(st.tuples(st.booleans(), ops), min_size=1, max_size=4)
+    queries = st.lists(st.tuples(bounds, bounds, st.booleans()), min_size=1, max_size=8)
+    return chunks, queries
 
 
 def model_range(
@@ -99,7 +110,7 @@ def _apply_tx(tx: Transaction, tree: Tree, op: Op) -> None:
         tx.clear(tree)
 
 
-def _check(tree: Tree, model: dict[bytes, bytes], queries: list[tuple[Bound, Bound, bool]]) -> None:
+def _check(tree: Tree, model: dict[bytes, bytes], queries: list[Query]) -> None:
     ordered = sorted(model.items())
     assert list(tree.iter()) == ordered
     assert list(tree.iter_rev()) == ordered[::-1]
@@ -120,10 +131,12 @@ def _check(tree: Tree, model: dict[bytes, bytes], queries: list[tuple[Bound, Bou
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chunks=CHUNKS, queries=QUERIES)
-def test_ranges_match_a_sorted_dict_model(
-    db: Db, chunks: list[tuple[bool, list[Op]]], queries: list[tuple[Bound, Bound, bool]]
-) -> None:
+@given(data=st.data())
+def test_ranges_match_a_sorted_dict_model(db: Db, data: st.DataObject) -> None:
+    # Keys near the limit of the db's own engine (511 bytes on LMDB, 4,096 on sqlite).
+    chunks_strategy, queries_strategy = strategies(db.max_key_bytes)
+    chunks = data.draw(chunks_strategy, label="chunks")
+    queries = data.draw(queries_strategy, label="queries")
     # One db per test run (the fixture), so each example starts from an emptied tree.
     tree = db.open_tree("model")
     tree.clear()

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from garage_util.db import MAX_KEY_BYTES, Excluded, Included, open_db
+from garage_util.db import (
+    LMDB_MAX_KEY_BYTES,
+    MAX_KEY_BYTES,
+    SQLITE_MAX_KEY_BYTES,
+    Excluded,
+    Included,
+    open_db,
+)
 from garage_util.db._api import ITER_BATCH
 from garage_util.errors import DbError
 
@@ -130,9 +137,9 @@ def test_range_bounds(db: Db, start: Bound, end: Bound, expected: list[int], rev
 
 
 def test_range_bounds_longer_than_the_key_limit(db: Db) -> None:
-    """Bounds over 511 bytes can't be LMDB keys; they are rewritten, with equal results."""
+    """Bounds over the engine's key limit are rewritten into stored-key-sized ones."""
     t = db.open_tree("t")
-    p = b"\x01" * MAX_KEY_BYTES
+    p = b"\x01" * db.max_key_bytes
     below, at, above = p[:-1] + b"\x00", p, p[:-1] + b"\x02"
     for k in (below, at, above):
         t.insert(k, b"")
@@ -191,31 +198,110 @@ def test_list_trees_and_names(db: Db) -> None:
         assert len(t) == 1
 
 
-@pytest.mark.parametrize("name", ["", "a\x00b", "x" * 512])
+# Tree names are limited to MAX_KEY_BYTES (LMDB stores them as keys) on every engine.
+@pytest.mark.parametrize("name", ["", "a\x00b", "x" * (MAX_KEY_BYTES + 1), "é" * 256])
 def test_invalid_tree_names(db: Db, name: str) -> None:
     with pytest.raises(ValueError, match="tree name"):
         db.open_tree(name)
 
 
-def test_key_limits(db: Db) -> None:
+# The key limit of each engine: S3 object keys (up to 1,024 bytes) need db keys of up to
+# 1,064 bytes (8-byte GC timestamp + 32-byte partition hash + object key), which only sqlite
+# stores.
+_LIMITS = {"sqlite": SQLITE_MAX_KEY_BYTES, "lmdb": LMDB_MAX_KEY_BYTES}
+_LONGEST_GARAGE_KEY = 8 + 32 + 1024
+
+
+def test_key_limit_constants() -> None:
+    assert LMDB_MAX_KEY_BYTES == MAX_KEY_BYTES == 511
+    assert SQLITE_MAX_KEY_BYTES >= _LONGEST_GARAGE_KEY
+
+
+def test_max_key_bytes_is_the_engines(db: Db, engine: str) -> None:
+    assert db.max_key_bytes == _LIMITS[engine]
+
+
+def test_key_limits(db: Db, engine: str) -> None:
+    limit = db.max_key_bytes
     t = db.open_tree("t")
     with pytest.raises(ValueError, match="empty"):
         t.insert(b"", b"v")
     with pytest.raises(ValueError, match="empty"):
         t.remove(b"")
     assert t.get(b"") is None
-    t.insert(b"k" * MAX_KEY_BYTES, b"max")
-    assert t.get(b"k" * MAX_KEY_BYTES) == b"max"
-    with pytest.raises(DbError, match=r"511 bytes.*LMDB"):
-        t.insert(b"k" * (MAX_KEY_BYTES + 1), b"v")
-    with pytest.raises(DbError, match="511"):
-        t.remove(b"k" * (MAX_KEY_BYTES + 1))
-    assert t.get(b"k" * (MAX_KEY_BYTES + 1)) is None
+    t.insert(b"k" * limit, b"max")
+    assert t.get(b"k" * limit) == b"max"
+    assert list(t.iter()) == [(b"k" * limit, b"max")]
+    too_long = f"{limit + 1} bytes is too long for the {engine} .* at most {limit} bytes"
+    with pytest.raises(DbError, match=too_long):
+        t.insert(b"k" * (limit + 1), b"v")
+    with pytest.raises(DbError, match=too_long):
+        t.remove(b"k" * (limit + 1))
+    assert t.get(b"k" * (limit + 1)) is None
     with pytest.raises(ValueError, match="empty"):
         db.transaction(lambda tx: tx.insert(t, b"", b"v"))
-    with pytest.raises(DbError, match="511"):
-        db.transaction(lambda tx: tx.insert(t, b"k" * 600, b"v"))
+    with pytest.raises(DbError, match=f"{limit + 100} bytes .* {engine} .* {limit} bytes"):
+        db.transaction(lambda tx: tx.insert(t, b"k" * (limit + 100), b"v"))
+    with pytest.raises(DbError, match=too_long):
+        db.transaction(lambda tx: tx.remove(t, b"k" * (limit + 1)))
+    assert db.transaction(lambda tx: tx.get(t, b"k" * (limit + 1))) is None
     assert t.len() == 1
+
+
+def test_a_1064_byte_key_is_stored_by_sqlite_only(db: Db, engine: str) -> None:
+    """The longest key Garage writes: a GC todo key of a 1,024-byte S3 object key."""
+    t = db.open_tree("t")
+    key = b"\xff" * 8 + b"\x00" * 32 + b"k" * 1024
+    assert len(key) == _LONGEST_GARAGE_KEY
+    if engine == "lmdb":
+        with pytest.raises(DbError, match="key of 1064 bytes is too long for the lmdb"):
+            t.insert(key, b"v")
+        with pytest.raises(DbError, match="key of 1064 bytes is too long for the lmdb"):
+            db.transaction(lambda tx: tx.insert(t, key, b"v"))
+        assert t.get(key) is None
+        assert t.len() == 0
+        return
+    t.insert(key, b"v1")
+    assert t.get(key) == b"v1"
+    db.transaction(lambda tx: tx.insert(t, key[:-1] + b"l", b"v2"))
+    assert db.transaction(lambda tx: tx.get(t, key)) == b"v1"
+    assert list(t.range(key[:40])) == [(key, b"v1"), (key[:-1] + b"l", b"v2")]
+    assert t.get_gt(key) == (key[:-1] + b"l", b"v2")
+    assert t.get_lt(key[:-1] + b"l") == (key, b"v1")
+    t.remove(key)
+    assert t.get(key) is None
+    assert t.len() == 1
+
+
+def test_long_keys_survive_a_reopen_and_a_snapshot(tmp_path: Path) -> None:
+    key = b"k" * SQLITE_MAX_KEY_BYTES
+    with open_db(tmp_path / "meta", "sqlite") as db:
+        db.open_tree("t").insert(key, b"v")
+        db.snapshot(tmp_path / "snap")
+    for where in ("meta", "snap"):
+        with open_db(tmp_path / where, "sqlite") as db:
+            assert list(db.open_tree("t").iter()) == [(key, b"v")]
+
+
+def test_copying_a_long_key_into_lmdb_names_the_key_and_the_engine(tmp_path: Path) -> None:
+    """A sqlite db with keys over 511 bytes does not fit LMDB: the copy says why."""
+    key = b"k" * 600
+    with open_db(tmp_path / "s", "sqlite") as src, open_db(tmp_path / "l", "lmdb") as dst:
+        src.open_tree("t").insert(key, b"v")
+        target = dst.open_tree("t")
+        items = list(src.open_tree("t").iter())
+
+        def copy(tx: Transaction) -> None:
+            for k, v in items:
+                tx.insert(target, k, v)
+
+        with pytest.raises(DbError) as exc:
+            dst.transaction(copy)
+        assert str(exc.value) == (
+            "db key of 600 bytes is too long for the lmdb metadata db engine, "
+            "which stores keys of at most 511 bytes"
+        )
+        assert target.len() == 0
 
 
 def test_large_values(db: Db) -> None:

@@ -24,9 +24,10 @@ Checksums of multipart objects: the kind (composite, sent as ``base64-N``, or fu
 is kept as a stored ``x-amz-checksum-type`` header (written by CompleteMultipartUpload), sent
 back only with the checksum.
 
-Keys: S3 allows 1,024 bytes, but the metadata db's keys are limited (see
-``_MAX_STORED_KEY_BYTES``): PutObject refuses longer keys with ``KeyTooLongError`` rather than
-failing in the middle of a quorum write.
+Keys: S3 allows 1,024 bytes (the router refuses longer ones), but the metadata db's keys are
+limited by its engine (see :func:`_max_stored_key_bytes`): on sqlite every S3 key fits, on
+LMDB PutObject refuses keys over 471 bytes with ``KeyTooLongError`` rather than failing in the
+middle of a quorum write.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ from garage_rpc.net import RpcError
 from garage_rpc.rpc_helper import QuorumError
 from garage_table import NoLayoutError
 from garage_table.schema import StringKey
-from garage_util.db import MAX_KEY_BYTES as DB_MAX_KEY_BYTES
 
 from ._api import xml_response
 from ._body import RequestBody
@@ -84,17 +84,23 @@ logger = logging.getLogger(__name__)
 _DELETES_IN_FLIGHT: Final = 16
 #: The stored header naming the kind of a multipart object's checksum (see above).
 _CHECKSUM_TYPE: Final = "x-amz-checksum-type"
-#: The longest key PutObject stores: S3's 1,024 bytes, unless the metadata db's key limit
-#: is lower. An object's db keys are its table key (32-byte partition hash ‖ object key)
-#: and, once it is a tombstone, its GC entry (8-byte timestamp ‖ table key); a key that
-#: does not fit would fail deep in a quorum write (a 503 that clients retry), so it is
-#: refused up front with KeyTooLongError.
-_MAX_STORED_KEY_BYTES: Final = min(MAX_KEY_BYTES, DB_MAX_KEY_BYTES - 8 - 32)
+#: What an object's db keys add to its S3 key: its table key is a 32-byte partition hash ‖
+#: object key and, once it is a tombstone, its GC entry is an 8-byte timestamp ‖ table key.
+_DB_KEY_OVERHEAD_BYTES: Final = 8 + 32
 #: Request headers of SSE-C, which this port does not implement yet (design §10.9).
 _SSE_C_HEADERS: Final = (
     "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-server-side-encryption-customer-key",
 )
+
+
+def _max_stored_key_bytes(db_max_key_bytes: int) -> int:
+    """The longest object key (UTF-8 bytes) a node whose db stores ``db_max_key_bytes``-byte
+    keys can store: S3's 1,024 bytes, unless the db's limit is lower (LMDB's 511 bytes allow
+    471). A key that does not fit would fail deep in a quorum write (a 503 that clients
+    retry), so PutObject refuses it up front with ``KeyTooLongError``.
+    """
+    return min(MAX_KEY_BYTES, db_max_key_bytes - _DB_KEY_OVERHEAD_BYTES)
 
 
 def _require_key(ctx: ReqCtx) -> tuple[Uuid, str]:
@@ -119,11 +125,13 @@ async def put_object(ctx: ReqCtx) -> Response:
             )
     if any(request.header(name) is not None for name in _SSE_C_HEADERS):
         raise S3Error.from_code("NotImplemented", "SSE-C (customer keys) is not supported yet")
-    if len(key.encode()) > _MAX_STORED_KEY_BYTES:
+    db = ctx.garage.db
+    max_key_bytes = _max_stored_key_bytes(db.max_key_bytes)
+    if len(key.encode()) > max_key_bytes:
         raise S3Error.from_code(
             "KeyTooLongError",
-            f"this node stores keys of at most {_MAX_STORED_KEY_BYTES} bytes "
-            f"(its metadata db limits keys to {DB_MAX_KEY_BYTES} bytes)",
+            f"this node stores keys of at most {max_key_bytes} bytes of UTF-8 "
+            f"(its {db.engine} metadata db limits keys to {db.max_key_bytes} bytes)",
         )
     headers = object_headers(request.headers)
     body = RequestBody(request, ctx.auth, md5=True)

@@ -22,12 +22,18 @@ Example::
 
 All calls are synchronous and short: from async code run each through
 ``anyio.to_thread.run_sync``.
+
+Keys are 1 to ``db.max_key_bytes`` bytes: 4,096 on sqlite (``SQLITE_MAX_KEY_BYTES``), 511 on
+LMDB (``LMDB_MAX_KEY_BYTES``, LMDB's own limit). ``MAX_KEY_BYTES`` (511) is the portable
+limit: a db whose keys fit it can be copied to either engine.
 """
 
 from ._api import Db as Db
 from ._api import Transaction as Transaction
 from ._api import Tree as Tree
+from ._bounds import LMDB_MAX_KEY_BYTES as LMDB_MAX_KEY_BYTES
 from ._bounds import MAX_KEY_BYTES as MAX_KEY_BYTES
+from ._bounds import SQLITE_MAX_KEY_BYTES as SQLITE_MAX_KEY_BYTES
 from ._bounds import Bound as Bound
 from ._bounds import Excluded as Excluded
 from ._bounds import Included as Included
@@ -36,7 +42,9 @@ from ._open import open_db as open_db
 
 __all__ = [
     "ENGINES",
+    "LMDB_MAX_KEY_BYTES",
     "MAX_KEY_BYTES",
+    "SQLITE_MAX_KEY_BYTES",
     "Bound",
     "Db",
     "Excluded",

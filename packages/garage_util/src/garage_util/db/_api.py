@@ -75,7 +75,8 @@ def _check_tree_name(name: object) -> str:
         raise TypeError(f"tree name must be a str, not {type(name).__name__}")
     if not name or "\x00" in name:
         raise ValueError(f"invalid tree name {name!r}: must be non-empty and without NUL")
-    # LMDB stores a tree's name as a key of its main db, so the key limit applies.
+    # LMDB stores a tree's name as a key of its main db, so its key limit applies; it is
+    # enforced on every engine, so that trees keep their names whatever the engine.
     if len(name.encode("utf-8")) > MAX_KEY_BYTES:
         raise ValueError(
             f"invalid tree name {name[:32]!r}...: longer than {MAX_KEY_BYTES} bytes in UTF-8"
@@ -132,6 +133,16 @@ class Db:
         """The engine name: ``"sqlite"`` or ``"lmdb"``."""
         return self._engine.name
 
+    @property
+    def max_key_bytes(self) -> int:
+        """The longest key this db stores, in bytes; it depends on the engine.
+
+        ``SQLITE_MAX_KEY_BYTES`` (4,096) on sqlite, ``LMDB_MAX_KEY_BYTES`` (511) on LMDB.
+        Writes with a longer key raise :class:`DbError`; lookups with one find nothing.
+        Keys of at most ``MAX_KEY_BYTES`` (511) fit every engine.
+        """
+        return self._engine.max_key_bytes
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Db engine={self._engine.name!r} {state}>"
@@ -153,6 +164,11 @@ class Db:
         if self._closed:
             raise DbError("the metadata db is closed")
         return self._engine
+
+    def _check_write_key(self, key: object) -> bytes:
+        """``key`` as bytes if this db's engine may store it (see ``check_write_key``)."""
+        engine = self._engine
+        return check_write_key(key, engine.max_key_bytes, engine.name)
 
     def _acquire_write(self, what: str) -> Engine:
         """Take the write lock (release it with ``_write_lock.release()``)."""
@@ -323,9 +339,9 @@ class Tree:
     """A handle on one tree of a :class:`Db`: a sorted map from bytes keys to bytes values.
 
     Each operation is atomic and, once returned, durable (per the db's ``fsync``). Keys are
-    1 to 511 bytes; writes with other keys are refused on every engine, lookups with them
-    find nothing. Inside a transaction, use the :class:`Transaction` methods instead of the
-    write methods here.
+    1 to :attr:`Db.max_key_bytes` bytes (the engine's limit); writes with other keys are
+    refused, lookups with them find nothing. Inside a transaction, use the
+    :class:`Transaction` methods instead of the write methods here.
     """
 
     __slots__ = ("_db", "name")
@@ -344,7 +360,7 @@ class Tree:
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if there is none."""
         engine = self._db._check_open()
-        k = lookup_key(key)
+        k = lookup_key(key, engine.max_key_bytes)
         return None if k is None else engine.get(self.name, k)
 
     def len(self) -> int:
@@ -356,7 +372,7 @@ class Tree:
 
     def _one(self, start: Bound, end: Bound, reverse: bool) -> tuple[bytes, bytes] | None:
         engine = self._db._check_open()
-        bounds = normalize_range(start, end)
+        bounds = normalize_range(start, end, engine.max_key_bytes)
         if bounds is None:
             return None
         batch = engine.range_batch(self.name, bounds[0], bounds[1], reverse, 1)
@@ -402,7 +418,7 @@ class Tree:
                 batch) or the engine failed.
         """
         engine = self._db._check_open()
-        bounds = normalize_range(start, end)
+        bounds = normalize_range(start, end, engine.max_key_bytes)
         if bounds is None:
             return iter(())
         name = self.name
@@ -429,10 +445,11 @@ class Tree:
 
         Raises:
             ValueError: ``key`` is empty.
-            DbError: ``key`` is longer than 511 bytes, the db is closed, this thread is in a
-                transaction of this db, or the engine failed (e.g. LMDB map full).
+            DbError: ``key`` is longer than :attr:`Db.max_key_bytes`, the db is closed, this
+                thread is in a transaction of this db, or the engine failed (e.g. LMDB map
+                full).
         """
-        k = check_write_key(key)
+        k = self._db._check_write_key(key)
         v = as_bytes(value, "value")
         engine = self._db._acquire_write("write outside the transaction")
         try:
@@ -446,7 +463,7 @@ class Tree:
         Raises:
             ValueError, DbError: as for :meth:`insert`.
         """
-        k = check_write_key(key)
+        k = self._db._check_write_key(key)
         engine = self._db._acquire_write("write outside the transaction")
         try:
             engine.remove(self.name, k)
@@ -497,7 +514,7 @@ class Transaction:
     def get(self, tree: Tree, key: bytes) -> bytes | None:
         """Return the value under ``key`` in ``tree``, including this transaction's writes."""
         ops = self._ops(tree)
-        k = lookup_key(key)
+        k = lookup_key(key, self._db._engine.max_key_bytes)
         return None if k is None else ops.get(tree.name, k)
 
     def len(self, tree: Tree) -> int:
@@ -509,15 +526,15 @@ class Transaction:
 
         Raises:
             ValueError: ``key`` is empty.
-            DbError: ``key`` is longer than 511 bytes or the engine failed.
+            DbError: ``key`` is longer than :attr:`Db.max_key_bytes` or the engine failed.
         """
         ops = self._ops(tree)
-        ops.insert(tree.name, check_write_key(key), as_bytes(value, "value"))
+        ops.insert(tree.name, self._db._check_write_key(key), as_bytes(value, "value"))
 
     def remove(self, tree: Tree, key: bytes) -> None:
         """Delete ``key`` from ``tree`` if present (key rules as for :meth:`insert`)."""
         ops = self._ops(tree)
-        ops.remove(tree.name, check_write_key(key))
+        ops.remove(tree.name, self._db._check_write_key(key))
 
     def clear(self, tree: Tree) -> None:
         """Delete every entry of ``tree``."""
@@ -533,7 +550,7 @@ class Transaction:
         over.
         """
         ops = self._ops(tree)
-        bounds = normalize_range(start, end)
+        bounds = normalize_range(start, end, self._db._engine.max_key_bytes)
         if bounds is None:
             return iter(())
         name = tree.name

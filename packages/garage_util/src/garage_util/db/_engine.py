@@ -7,8 +7,9 @@ Theory of operation:
     callbacks, nesting checks) on top of them, once, so both engines behave identically.
 
 Invariants the neutral layer guarantees to an engine:
-    * Keys and bounds are normalised (``_bounds``): keys are 1..MAX_KEY_BYTES bytes, bounds are
-      ``None`` / ``Included`` / ``Excluded``, and ``limit`` is at least 1.
+    * Keys and bounds are normalised (``_bounds``): keys are 1 to the engine's
+      ``max_key_bytes`` bytes, bounds are ``None`` / ``Included`` / ``Excluded``, and
+      ``limit`` is at least 1.
     * A tree name passed to a data operation was opened through :meth:`Engine.open_tree` on
       this engine.
     * Every write (``open_tree``, the autocommit writes, ``begin`` and everything until the
@@ -97,6 +98,9 @@ class Engine(EngineOps):
 
     name: ClassVar[str]
     """The engine name accepted by ``open_db`` (``"sqlite"``, ``"lmdb"``)."""
+
+    max_key_bytes: ClassVar[int]
+    """The longest key the engine stores, in bytes (the constants are in ``_bounds``)."""
 
     @abstractmethod
     def has_tree(self, name: str) -> bool:

@@ -4,7 +4,8 @@ Theory of operation:
     The db is one LMDB environment, the directory ``<dir>/db.lmdb/``. Each tree is a named
     sub-database, whose name (UTF-8) is a key of the environment's main database; that is
     where :meth:`LmdbEngine.list_trees` reads them from. LMDB keeps keys sorted with
-    memcmp-then-length, i.e. bytewise order, and limits them to 511 bytes.
+    memcmp-then-length, i.e. bytewise order, and limits them to 511 bytes
+    (``LMDB_MAX_KEY_BYTES``).
 
     * Reads outside transactions each run in their own short read transaction (MVCC: they
       never block and are never blocked by the writer). py-lmdb always uses ``MDB_NOTLS``,
@@ -32,7 +33,7 @@ import lmdb
 
 from garage_util.errors import DbError
 
-from ._bounds import Excluded, Included
+from ._bounds import LMDB_MAX_KEY_BYTES, Excluded, Included
 from ._engine import Engine, EngineTx
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ class LmdbEngine(Engine):
     __slots__ = ("_dbs", "_env", "map_size")
 
     name: ClassVar[str] = "lmdb"
+    max_key_bytes: ClassVar[int] = LMDB_MAX_KEY_BYTES
 
     def __init__(self, path: Path, *, fsync: bool, map_size: int) -> None:
         """Open (creating if needed) the LMDB environment in the directory ``path``.

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, ClassVar, final
 
 from garage_util.errors import DbError
 
-from ._bounds import Included
+from ._bounds import SQLITE_MAX_KEY_BYTES, Included
 from ._engine import Engine, EngineTx
 
 if TYPE_CHECKING:
@@ -291,6 +291,7 @@ class SqliteEngine(Engine):
     __slots__ = ("_path", "_readers", "_readers_lock", "_sql", "_tls", "_writer")
 
     name: ClassVar[str] = "sqlite"
+    max_key_bytes: ClassVar[int] = SQLITE_MAX_KEY_BYTES
 
     def __init__(self, path: Path, *, fsync: bool) -> None:
         """Open (creating if needed) the db file at ``path``.
