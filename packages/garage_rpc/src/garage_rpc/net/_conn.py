@@ -15,7 +15,9 @@ Theory of operation:
   for ≤ :data:`SEND_BATCH` bytes of chunks and writes them with one encrypt and one socket
   write. Streams with an async source are filled by a pump task, which waits while more
   than :data:`SEND_BUFFER` bytes are queued: the sender's memory is bounded too.
-- **Receiving.** The receive loop never blocks on a consumer: each incoming stream is an
+- **Receiving.** The receive loop decrypts whatever one socket read brought (up to
+  :data:`~._session.RECV_SIZE`) straight into the chunk decoder's buffer, then dispatches
+  every complete chunk. It never blocks on a consumer: each incoming stream is an
   :class:`InboundStream` whose buffer is bounded by the flow-control window.
 - **Cancellation.** A caller that stops waiting (cancelled, or closing the response stream
   early) drops its request from the scheduler and sends CANCEL; the callee cancels the
@@ -527,12 +529,14 @@ class Connection:
                         event.set()
 
     async def _recv_loop(self) -> None:
+        channel = self._channel
         decoder = ChunkDecoder()
-        data = self._channel.take_initial_plaintext()
+        decoder.receive_data(channel.take_initial_plaintext())
         while True:
-            if data:
-                decoder.receive_data(data)
-                while (event := decoder.next_event()) is not None:
+            # Everything one socket read brought, decrypted straight into the decoder. A
+            # malformed chunk raises on the second call, after the chunks before it.
+            while events := decoder.events():
+                for event in events:
                     if isinstance(event, Data):
                         self._on_data(event)
                     elif isinstance(event, WindowUpdate):
@@ -542,8 +546,7 @@ class Connection:
                         self._on_error(event)
                     else:
                         self._on_cancel(event)
-            data = await self._channel.receive()
-            if not data:
+            if not await channel.receive_into(decoder.buffer()):
                 return
 
     def _is_ours(self, sid: int) -> bool:

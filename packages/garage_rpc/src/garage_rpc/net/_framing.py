@@ -182,8 +182,9 @@ def encode_window(stream_id: int, credit: int) -> bytes:
 class ChunkDecoder:
     """Cuts the decrypted byte stream into chunk events.
 
-    Feed bytes with :meth:`receive_data`; call :meth:`next_event` until it returns None
-    (more data needed).
+    Feed bytes with :meth:`receive_data` (or append them to :meth:`buffer` in place); take
+    events with :meth:`events` (all complete chunks) or :meth:`next_event` (one at a time,
+    None when more data is needed).
     """
 
     __slots__ = ("_buf", "_pos")
@@ -194,10 +195,38 @@ class ChunkDecoder:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Appends decrypted bytes (any boundaries)."""
+        buf = self.buffer()
+        buf += data
+
+    def buffer(self) -> bytearray:
+        """The buffer of undecoded bytes, for the caller to append to in place (as
+        :meth:`receive_data` does, without a copy from an intermediate buffer).
+
+        Only appending is allowed, and only until the next call of another method.
+        """
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
-        self._buf += data
+        return self._buf
+
+    def events(self) -> list[ChunkEvent]:
+        """Every complete chunk received so far, in order.
+
+        Raises:
+            ProtocolError: on a malformed chunk, once the chunks before it were returned
+                (the connection must be dropped).
+        """
+        out: list[ChunkEvent] = []
+        buf = self._buf
+        with memoryview(buf) as view:
+            try:
+                while (event := self._decode(buf, view)) is not None:
+                    out.append(event)
+            except ProtocolError:
+                if not out:
+                    raise
+                # The bad chunk stays first in the buffer: the next call raises.
+        return out
 
     def next_event(self) -> ChunkEvent | None:
         """The next complete chunk, or None when more bytes are needed.
@@ -205,7 +234,12 @@ class ChunkDecoder:
         Raises:
             ProtocolError: on a malformed chunk (the connection must be dropped).
         """
-        buf, pos = self._buf, self._pos
+        buf = self._buf
+        with memoryview(buf) as view:
+            return self._decode(buf, view)
+
+    def _decode(self, buf: bytearray, view: memoryview) -> ChunkEvent | None:
+        pos = self._pos
         avail = len(buf) - pos
         if avail < CHUNK_HEADER_LEN:
             return None
@@ -224,16 +258,18 @@ class ChunkDecoder:
         length = field & LEN_MASK
         if length > MAX_CHUNK_LEN:
             raise ProtocolError(f"chunk of {length} bytes > {MAX_CHUNK_LEN}")
-        end = pos + CHUNK_HEADER_LEN + length
-        if len(buf) < end:
+        start = pos + CHUNK_HEADER_LEN
+        end = start + length
+        if avail < CHUNK_HEADER_LEN + length:
             return None
-        payload = bytes(buf[pos + CHUNK_HEADER_LEN : end])
-        self._pos = end
         if field & FLAG_ERROR:
-            if not payload:
+            if not length:
                 raise ProtocolError("error chunk without an error kind")
-            return ErrorChunk(stream_id, payload[0], payload[1:].decode(errors="replace"))
-        return Data(stream_id, payload, bool(field & FLAG_MORE))
+            self._pos = end
+            message = bytes(view[start + 1 : end]).decode(errors="replace")
+            return ErrorChunk(stream_id, buf[start], message)
+        self._pos = end
+        return Data(stream_id, bytes(view[start:end]), bool(field & FLAG_MORE))
 
 
 # ------------------------------------------------------------------------------ heads

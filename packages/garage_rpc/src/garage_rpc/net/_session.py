@@ -126,7 +126,9 @@ class SecureChannel:
         packets = self._box_out.encrypt(data)
         self._partial_send = True
         with map_transport_errors(self._what):
-            await self._stream.send(packets)
+            # A fresh buffer that nothing mutates afterwards: anyio's streams take any
+            # bytes-like object, and copying it to bytes would cost a pass over the data.
+            await self._stream.send(packets)  # type: ignore[arg-type]
         self._partial_send = False
 
     async def receive(self) -> bytes:
@@ -136,13 +138,25 @@ class SecureChannel:
             PeerDisconnected: when the connection ends without a goodbye, or breaks.
             ProtocolError: when a packet fails authentication.
         """
+        out = bytearray()
+        await self.receive_into(out)
+        return bytes(out)
+
+    async def receive_into(self, out: bytearray) -> int:
+        """Appends the next decrypted bytes to ``out`` (everything that one socket read
+        completed); returns how many, 0 once the peer said goodbye.
+
+        Raises:
+            PeerDisconnected: when the connection ends without a goodbye, or breaks.
+            ProtocolError: when a packet fails authentication.
+        """
         box = self._box_in
         while True:
-            data = box.read()
-            if data:
-                return data
+            size = box.read_into(out)
+            if size:
+                return size
             if box.closed:
-                return b""
+                return 0
             with map_transport_errors(self._what):
                 raw = await self._stream.receive(RECV_SIZE)
             box.receive_data(raw)
@@ -245,7 +259,7 @@ async def _open(
     net_tag, app_tag = _version_tag(app_version_tag)
     body = pack(hello)
     preamble = _PREAMBLE.pack(net_tag, app_tag, len(body)) + body
-    await _send_raw(stream, box_out.encrypt(preamble), "version exchange")
+    await _send_raw(stream, bytes(box_out.encrypt(preamble)), "version exchange")
 
     plain = bytearray()
     peer = outcome.peer_id.short_hex()

@@ -189,7 +189,9 @@ class InboundStream(ByteReceiveStream):
     # -------------------------------------------------------------- reader side
 
     async def receive(self, max_bytes: int = _DEFAULT_READ) -> bytes:
-        """Up to ``max_bytes`` of the stream.
+        """Up to ``max_bytes`` of the stream: as many whole chunks as fit (or part of one
+        chunk bigger than ``max_bytes``), so that a reader asking for a lot pays one call,
+        and one checkpoint, for several chunks.
 
         Raises:
             anyio.EndOfStream: at the end of the stream.
@@ -209,13 +211,7 @@ class InboundStream(ByteReceiveStream):
                 raise anyio.EndOfStream
             waiter = self._waiter = anyio.Event()
             await waiter.wait()
-        first = self._data[0]
-        if len(first) <= max_bytes:
-            self._data.popleft()
-            chunk = first
-        else:
-            chunk = first[:max_bytes]
-            self._data[0] = first[max_bytes:]
+        chunk = _take(self._data, max_bytes)
         self._buffered -= len(chunk)
         self._pending_grant += len(chunk)
         self._maybe_grant()
@@ -241,6 +237,7 @@ class LocalStream(ByteReceiveStream):
     ) -> None:
         self._source: AsyncIterable[bytes] | None = None
         self._iter: AsyncIterator[bytes] | None = None
+        self._start = 0  # _pending[_start:] is what is left of the current piece
         if isinstance(source, bytes | bytearray | memoryview):
             self._pending = bytes(source)
         else:
@@ -269,14 +266,18 @@ class LocalStream(ByteReceiveStream):
                 self._iter = None
                 await self._release()
                 raise RemoteError(error_text(exc)) from exc
-        chunk = self._pending[:max_bytes]
-        self._pending = self._pending[max_bytes:]
-        return chunk
+        pending, start = self._pending, self._start
+        end = start + max_bytes
+        if end >= len(pending):
+            self._pending, self._start = b"", 0
+            return pending[start:] if start else pending  # a whole piece is not copied
+        self._start = end
+        return pending[start:end]  # copies what is returned, not the rest of the piece
 
     async def aclose(self) -> None:
         """Closes the source (and ``also_close``)."""
         self._closed = True
-        self._pending = b""
+        self._pending, self._start = b"", 0
         self._iter = None
         await self._release()
 
@@ -288,6 +289,30 @@ class LocalStream(ByteReceiveStream):
                 await aclose_source(source)
             if also is not None:
                 await also.aclose()
+
+
+def _take(data: deque[bytes], max_bytes: int) -> bytes:
+    """Takes up to ``max_bytes`` from the front of ``data`` (not empty).
+
+    Whole pieces are joined while they fit, so that a reader asking for more than a
+    chunk's payload gets several chunks per call (each call costs a checkpoint); a piece
+    is only cut when the first one alone is too big.
+    """
+    first = data.popleft()
+    size = len(first)
+    if size >= max_bytes:
+        if size > max_bytes:
+            data.appendleft(first[max_bytes:])
+            return first[:max_bytes]
+        return first
+    if not data or size + len(data[0]) > max_bytes:
+        return first
+    parts = [first]
+    while data and size + len(data[0]) <= max_bytes:
+        piece = data.popleft()
+        parts.append(piece)
+        size += len(piece)
+    return b"".join(parts)
 
 
 async def aclose_source(source: object) -> None:
