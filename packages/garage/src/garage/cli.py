@@ -3,8 +3,9 @@
 ``garage server`` runs a node from a configuration file (``-c``, ``GARAGE_CONFIG_FILE``,
 default ``/etc/garage.toml``); ``garage server --single-node`` is the quick start: it
 needs nothing prepared, keeps its node in ``--data-dir`` (default ``~/.local/share/garage``)
-and prints the S3 endpoint and a ready key. The commands that administer a running node
-(status, layout, bucket, key...) land with issue #7.
+and prints the S3 endpoint and a ready key. The other commands (status, node, layout,
+bucket, key, worker, repair, stats, block, meta) administer a running node over RPC: see
+:mod:`garage.cli_admin`. As in Garage, ``-h`` is ``--rpc-host``; help is ``--help``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
-from garage.server import default_data_dir, prepare_single_node, run_server, setup_logging
+from garage import cli_admin
 from garage_util.config import load_config
 from garage_util.errors import ConfigError, GarageError
 
@@ -32,13 +33,24 @@ __all__ = ["main"]
 EXIT_SOFTWARE = 70
 #: Exit status for a configuration error (EX_CONFIG).
 EXIT_CONFIG = 78
+#: Exit status for a command line that does not parse (argparse's).
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes are one line on stderr, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"garage: {message} (see `{self.prog} --help`)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="garage",
         description="Garage in Python: a geo-distributed, S3-compatible object store.",
+        add_help=False,  # -h is --rpc-host, as in Garage
     )
+    parser.add_argument("--help", action="help", help="show this help message and exit")
     parser.add_argument("--version", action="version", version=f"garage {version('garage')}")
     parser.add_argument(
         "-c",
@@ -66,10 +78,16 @@ def _parser() -> argparse.ArgumentParser:
         "--rpc-bind",
         help="with --single-node, on first start: the RPC address (default 127.0.0.1:3901)",
     )
+    cli_admin.add_global_options(parser)
+    cli_admin.add_commands(sub)
     return parser
 
 
 def _server(args: argparse.Namespace) -> int:
+    # Imported here: the node's modules (the APIs, the model) take a while to import,
+    # and the commands that only talk to a node do not need them.
+    from garage.server import default_data_dir, prepare_single_node, run_server, setup_logging
+
     single_dir: Path | None = None
     if args.single_node and args.config is None:
         single_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
@@ -99,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "server":
         return _server(args)
-    raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses others
+    return cli_admin.run(args)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 import anyio
 import anyio.abc
 
+from garage import admin_rpc
 from garage_api.http import serve
 from garage_api.s3 import S3Api
 from garage_model import Garage
@@ -189,6 +190,7 @@ async def run_server(
         task_status: started once everything listens.
     """
     garage = await anyio.to_thread.run_sync(Garage, config)
+    admin_rpc.register(garage)
     api_stop = anyio.Event()
     async with anyio.create_task_group() as node:
         rpc_addr = await node.start(garage.run)

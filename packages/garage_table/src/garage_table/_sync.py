@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from anyio.abc import ByteReceiveStream
 
     from garage_rpc.layout_manager import LayoutManager
-    from garage_rpc.net import AttachedStream, NodeId
+    from garage_rpc.net import AttachedStream, ConnectionInfo, NodeId
     from garage_util.data import Uuid
 
     from ._data import TableData
@@ -388,9 +388,22 @@ class SyncWorker(Worker, Generic[E]):
 
     def watch(self, netapp: NetApp, layout: LayoutManager | None = None) -> None:
         """Triggers a full sync when a peer (re)connects and, with ``layout``, when the
-        cluster layout changes (new replicas must receive their data)."""
-        netapp.on_connected(lambda _info: self.add_full_sync())
+        cluster layout changes (new replicas must receive their data).
+
+        With ``layout``, only peers that have a role in a live layout version count: a CLI
+        or any client that does not listen (``listen_addr`` None) connecting is no reason
+        to sync every table.
+        """
         self._layout = layout
+
+        def connected(info: ConnectionInfo) -> None:
+            if info.listen_addr is None:
+                return
+            if layout is not None and info.node_id not in layout.helper.all_nodes:
+                return
+            self.add_full_sync()
+
+        netapp.on_connected(connected)
 
     def _sync_digest(self) -> tuple[int, int, int]:
         """What decides where data must be: Garage's layout sync digest."""
