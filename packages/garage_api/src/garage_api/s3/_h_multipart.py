@@ -1,17 +1,511 @@
-"""Handlers of S3 operations (filled in by issue #6)."""
+"""Multipart uploads and copies: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+AbortMultipartUpload, CopyObject and UploadPartCopy.
+
+Garage: src/api/s3/multipart.rs and copy.rs (design §10.6, §10.7). The write orders live in
+the model (:mod:`garage_model.s3.multipart`, :mod:`garage_model.s3.copy`); the handlers
+read the request, compute the digests, and answer.
+
+Checksums
+---------
+An upload created with ``x-amz-checksum-algorithm`` stores a checksum per part: the one the
+client sent (headers or aws-chunked trailer), verified, or else computed here. A part
+announcing another algorithm is refused, as S3 does. On completion the object's checksum is
+*composite* (the checksum of the binary part checksums, shown ``base64-N``) or
+*full-object* (the CRC of the whole object, combined from the part CRCs), per
+``x-amz-checksum-type``; the type is kept with the object as the reserved stored header
+``x-amz-checksum-type`` (:data:`garage_model.s3.multipart.CHECKSUM_TYPE_HEADER`), which
+GetObject and HeadObject read to answer ``x-amz-checksum-mode: ENABLED``. Every part's ETag
+is the hex MD5 of its data, and the object's ETag is the MD5 of the binary part MD5s
+followed by ``-N``.
+
+Copies
+------
+``x-amz-copy-source`` is ``bucket/key`` (URL-encoded, an optional leading ``/`` and an
+optional ``?versionId=``, which must name the current version). The key needs ``read`` on
+the source bucket, besides ``write`` on the destination (checked by the server). CopyObject
+reuses the source's blocks; UploadPartCopy reuses the whole blocks of its range and stores
+the cut ones anew.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qs, quote, unquote
+
+import anyio
+
+from garage_api.http import Request, Response
+from garage_api.signature import (
+    ChecksumAlgorithm,
+    Checksummer,
+    ChecksumType,
+    ChecksumValue,
+    checksum_header_name,
+    checksum_type,
+    combine_crc,
+    composite_checksum,
+    decode_multipart_checksum,
+    encode_checksum,
+    parse_checksum_algorithm,
+)
+from garage_model.bucket_table import UuidKey
+from garage_model.s3 import ObjectVersion, ObjectVersionMeta, ObjectVersionMetaInner, Plaintext
+from garage_model.s3.copy import copy_object, copy_part, read_source, source_version
+from garage_model.s3.multipart import (
+    CHECKSUM_TYPE_HEADER,
+    EmptyPartError,
+    EntityTooSmallError,
+    InvalidPartError,
+    MultipartError,
+    NoSuchUploadError,
+    PartDigest,
+    RequestedPart,
+    SelectedPart,
+    Upload,
+    abort_upload,
+    checksum_type_of,
+    complete_upload,
+    create_upload,
+    get_upload,
+    part_count,
+    select_parts,
+    upload_part,
+)
+from garage_model.s3.writer import NoSuchObjectError
+from garage_table.schema import StringKey
+from garage_util.data import FixedBytes32, Uuid
+
+from ._api import xml_response
+from ._body import RequestBody
+from ._conditional import Preconditions
+from ._errors import S3Error
+from ._meta import object_headers, quote_etag
+from ._range import ByteRange, parse_copy_source_range
+from ._router import Operation
+from ._tokens import decode_upload_id
+from ._xml import (
+    MAX_XML_BODY_BYTES,
+    CompleteMultipartUploadResult,
+    CopyObjectResult,
+    CopyPartResult,
+    InitiateMultipartUploadResult,
+    parse_complete_multipart_upload,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-    from garage_api.http import Response
+    from garage_api.http import Message
 
     from ._api import ReqCtx
-    from ._router import Operation
 
 __all__ = ["HANDLERS"]
 
-HANDLERS: dict[Operation, Callable[[ReqCtx], Awaitable[Response]]] = {}
+_COPY_SOURCE: Final = "x-amz-copy-source"
+_CHECKSUM_VALUE_PREFIX: Final = "x-amz-checksum-"
+_SSE_C_PREFIXES: Final = (
+    "x-amz-server-side-encryption-customer-",
+    "x-amz-copy-source-server-side-encryption-customer-",
+)
+# The headers of a request that name a checksum algorithm or type, not a checksum value.
+_NOT_CHECKSUM_VALUES: Final = frozenset(
+    {"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"}
+)
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def _refuse_sse_c(request: Request) -> None:
+    """SSE-C (design §10.9) is not implemented: refuse rather than store in clear data the
+    client believes encrypted."""
+    for name, _value in request.headers:
+        if name.startswith(_SSE_C_PREFIXES):
+            raise S3Error.from_code("NotImplemented", "SSE-C (customer keys) is not supported yet")
+
+
+@contextlib.contextmanager
+def _model_errors(upload_id: str | None = None) -> Iterator[None]:
+    """Translates the model's refusals into S3 errors."""
+    try:
+        yield
+    except NoSuchUploadError:
+        raise S3Error.no_such_upload(upload_id) from None
+    except InvalidPartError as exc:
+        raise S3Error.invalid_part(f"{S3Error.from_code('InvalidPart').message} ({exc})") from None
+    except EntityTooSmallError as exc:
+        raise S3Error.entity_too_small(str(exc)) from None
+    except EmptyPartError as exc:
+        raise S3Error.invalid_request(str(exc)) from None
+    except NoSuchObjectError:
+        raise S3Error.no_such_key() from None
+    except MultipartError as exc:
+        raise S3Error.not_implemented(str(exc)) from None
+
+
+def _key(ctx: ReqCtx) -> str:
+    key = ctx.endpoint.key
+    assert key is not None  # the router gives object operations a key
+    return key
+
+
+async def _upload(ctx: ReqCtx) -> Upload:
+    """The upload named by ``uploadId`` (NoSuchUpload if it is not in progress)."""
+    bucket_id, _bucket = ctx.require_bucket()
+    text = ctx.endpoint.upload_id
+    assert text is not None  # required by the router
+    upload_id = FixedBytes32(decode_upload_id(text))
+    with _model_errors(text):
+        return await get_upload(ctx.garage, bucket_id, _key(ctx), upload_id)
+
+
+def _encoded(value: ChecksumValue, kind: str | None, etag: str) -> str:
+    """A stored checksum as S3 shows it: ``base64``, or ``base64-N`` when composite."""
+    count = part_count(etag) if kind == ChecksumType.COMPOSITE.value else None
+    return encode_checksum(value, part_count=count)
+
+
+def _xml_checksums(
+    value: ChecksumValue | None, kind: str | None, etag: str
+) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    return ((value.algorithm.value, _encoded(value, kind, etag)),)
+
+
+def _part_digest(summer: Checksummer) -> PartDigest:
+    sums = summer.finalize()
+    assert sums.md5 is not None  # the summers of parts compute the MD5 (the ETag)
+    return PartDigest(sums.md5.hex(), sums.extra)
+
+
+# ------------------------------------------------------------------ create, upload, abort
+
+
+async def handle_create_multipart_upload(ctx: ReqCtx) -> Response:
+    """CreateMultipartUpload: an ``Uploading`` version, with the headers and the checksum
+    algorithm and type of the future object."""
+    _refuse_sse_c(ctx.request)
+    bucket_id, _bucket = ctx.require_bucket()
+    request = ctx.request
+    text = request.header("x-amz-checksum-algorithm")
+    algorithm = None if text is None else parse_checksum_algorithm(text)
+    kind = checksum_type(algorithm, request.header("x-amz-checksum-type"))
+    upload = await create_upload(
+        ctx.garage,
+        bucket_id,
+        _key(ctx),
+        headers=object_headers(request.headers),
+        checksum_algorithm=algorithm,
+        checksum_type=None if kind is None else kind.value,
+    )
+    assert ctx.bucket_name is not None
+    result = InitiateMultipartUploadResult(ctx.bucket_name, _key(ctx), upload.upload_id.hex())
+    response = xml_response(result.to_xml())
+    if algorithm is not None and kind is not None:
+        response.headers.append(("x-amz-checksum-algorithm", algorithm.value))
+        response.headers.append((CHECKSUM_TYPE_HEADER, kind.value))
+    return response
+
+
+async def handle_upload_part(ctx: ReqCtx) -> Response:
+    """UploadPart: stores a new attempt of the part; answers its ETag (and checksum)."""
+    _refuse_sse_c(ctx.request)
+    upload = await _upload(ctx)
+    part_number = ctx.endpoint.part_number
+    assert part_number is not None  # required by the router
+    body = RequestBody(ctx.request, ctx.auth, md5=True)
+    algorithm = upload.checksum_algorithm
+    announced = body.expected.algorithm
+    if algorithm is not None and announced is not None and announced is not algorithm:
+        raise S3Error.invalid_request(
+            f"Checksum Type mismatch occurred, expected checksum Type: "
+            f"{algorithm.value.lower()}, actual checksum Type: {announced.value.lower()}"
+        )
+    # The upload's algorithm, when the client does not send the part's checksum itself.
+    own = Checksummer(algorithm) if algorithm is not None and announced is None else None
+    verified: list[ChecksumValue | None] = []
+
+    def digest(block: bytes) -> None:
+        body.digest(block)
+        if own is not None:
+            own.update(block)
+
+    def finish() -> PartDigest:
+        sums = body.verify()
+        assert sums.md5 is not None  # asked for
+        verified.append(sums.extra)
+        checksum = own.finalize().extra if own is not None else sums.extra
+        return PartDigest(sums.md5.hex(), checksum if algorithm is not None else None)
+
+    with _model_errors(ctx.endpoint.upload_id):
+        stored = await upload_part(
+            ctx.garage, upload, part_number, body.chunks(), digest=digest, finish=finish
+        )
+    headers = [("etag", quote_etag(stored.etag))]
+    checksum = stored.part.checksum or (verified[0] if verified else None)
+    if checksum is not None:
+        headers.append((checksum_header_name(checksum.algorithm), encode_checksum(checksum)))
+    return Response(200, headers)
+
+
+async def handle_abort_multipart_upload(ctx: ReqCtx) -> Response:
+    """AbortMultipartUpload: the version is aborted; the cascade deletes the parts."""
+    upload = await _upload(ctx)
+    await abort_upload(ctx.garage, upload)
+    return Response(204)
+
+
+# ------------------------------------------------------------------ complete
+
+
+def _object_level_headers(request: Request) -> Request:
+    """``request`` without its ``x-amz-checksum-<algorithm>`` value headers.
+
+    On CompleteMultipartUpload they are the checksum of the *object*, not of the XML body:
+    the body must be read without them.
+    """
+    headers = [
+        (name, value)
+        for name, value in request.headers
+        if not (name.startswith(_CHECKSUM_VALUE_PREFIX) and name not in _NOT_CHECKSUM_VALUES)
+    ]
+    if len(headers) == len(request.headers):
+        return request
+    chunks = aiter(request.body())
+
+    async def receive() -> Message:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    return Request(
+        request.method,
+        request.raw_path,
+        request.query_string,
+        headers,
+        receive,
+        client=request.client,
+    )
+
+
+def _object_checksum(upload: Upload, parts: Sequence[SelectedPart]) -> ChecksumValue | None:
+    """The checksum of the completed object, from its parts' checksums."""
+    algorithm = upload.checksum_algorithm
+    if algorithm is None:
+        return None
+    sums = []
+    for sel in parts:
+        if sel.part.checksum is None or sel.part.checksum.algorithm is not algorithm:
+            raise S3Error.invalid_part(f"part {sel.part_number} has no {algorithm.value} checksum")
+        sums.append((sel.part.checksum, sel.size))
+    if upload.checksum_type == ChecksumType.FULL_OBJECT.value:
+        return combine_crc(sums)
+    return composite_checksum([value for value, _size in sums])
+
+
+def _check_announced(request: Request, checksum: ChecksumValue | None, size: int) -> None:
+    """Checks the object checksum and size a CompleteMultipartUpload may announce.
+
+    Raises:
+        S3Error: ``BadDigest`` for another checksum, ``InvalidRequest`` for another size
+            or a checksum of an algorithm the upload does not have.
+    """
+    for algorithm in ChecksumAlgorithm:
+        text = request.header(checksum_header_name(algorithm))
+        if text is None:
+            continue
+        value, _count = decode_multipart_checksum(algorithm, text)
+        if checksum is None or checksum.algorithm is not algorithm:
+            raise S3Error.invalid_request(
+                f"the upload has no {algorithm.value} checksum to compare with"
+            )
+        if value != checksum:
+            raise S3Error.bad_digest(
+                f"the {algorithm.value} you specified did not match the calculated checksum"
+            )
+    announced_size = request.header("x-amz-mp-object-size")
+    if announced_size is not None and announced_size.strip() != str(size):
+        raise S3Error.invalid_request(
+            f"x-amz-mp-object-size is {announced_size!r} but the parts hold {size} bytes"
+        )
+
+
+async def handle_complete_multipart_upload(ctx: ReqCtx) -> Response:
+    """CompleteMultipartUpload: checks the listed parts and makes the object of them."""
+    request = ctx.request
+    if request.header("if-none-match") is not None or request.header("if-match") is not None:
+        raise S3Error.from_code("NotImplemented", "conditional writes are not supported yet")
+    body = await RequestBody(_object_level_headers(request), ctx.auth).read_all(MAX_XML_BODY_BYTES)
+    document = parse_complete_multipart_upload(body)
+    document.check_order()
+    upload = await _upload(ctx)
+    algorithm = upload.checksum_algorithm
+    requested = []
+    for part in document.parts:
+        checksum = None
+        for name, text in part.checksums:
+            if algorithm is not None and name == algorithm.value:
+                checksum, _count = decode_multipart_checksum(algorithm, text)
+        requested.append(RequestedPart(part.part_number, part.etag, checksum))
+    with _model_errors(ctx.endpoint.upload_id):
+        parts = select_parts(upload.mpu, requested, algorithm=algorithm)
+        checksum = _object_checksum(upload, parts)
+        _check_announced(request, checksum, sum(p.size for p in parts))
+        done = await complete_upload(ctx.garage, upload, parts, checksum=checksum)
+    bucket, key = ctx.bucket_name, _key(ctx)
+    assert bucket is not None
+    root_domain = ctx.api.root_domain
+    location = (
+        f"https://{bucket}.{root_domain}/{quote(key)}" if root_domain else f"/{bucket}/{quote(key)}"
+    )
+    kind = upload.checksum_type
+    result = CompleteMultipartUploadResult(
+        location,
+        bucket,
+        key,
+        done.meta.etag,
+        _xml_checksums(checksum, kind, done.meta.etag),
+        kind if checksum is not None else None,
+    )
+    return xml_response(result.to_xml())
+
+
+# ------------------------------------------------------------------ copies
+
+
+async def _copy_source(ctx: ReqCtx) -> tuple[Uuid, str, str | None]:
+    """The source bucket, key and ``versionId`` of ``x-amz-copy-source``, once the key is
+    known to be allowed to read the bucket."""
+    raw = ctx.request.header(_COPY_SOURCE)
+    assert raw is not None  # the router routes copies on this header
+    path, _, query = raw.partition("?")
+    versions = parse_qs(query).get("versionId")
+    try:
+        decoded = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error.invalid_argument("Invalid UTF-8 in x-amz-copy-source") from None
+    name, _, key = decoded.removeprefix("/").partition("/")
+    if not name or not key:
+        raise S3Error.invalid_argument(
+            "Invalid copy source: x-amz-copy-source must be of the form bucket/key"
+        )
+    helper = ctx.garage.bucket_helper
+    bucket_id = await helper.resolve_bucket(name, ctx.key)
+    await helper.get_existing_bucket(bucket_id)
+    if not ctx.key.allow_read(bucket_id):
+        raise S3Error.access_denied(f"key {ctx.key.key_id} may not read bucket {name!r}")
+    return bucket_id, key, None if not versions else versions[-1]
+
+
+async def _source(ctx: ReqCtx) -> tuple[ObjectVersion, ObjectVersionMeta, ObjectVersionMetaInner]:
+    """The source version of a copy, its metadata and headers, preconditions checked."""
+    bucket_id, key, version_id = await _copy_source(ctx)
+    obj = await ctx.garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
+    with _model_errors():
+        version = source_version(obj)
+    if version_id is not None and version_id not in ("null", version.uuid.hex()):
+        raise S3Error.invalid_argument(f"Invalid version id specified: {version_id!r}")
+    meta = version.meta()
+    assert meta is not None  # source_version returns versions with data
+    if not isinstance(meta.encryption, Plaintext):
+        raise S3Error.not_implemented("copying an SSE-C encrypted object")
+    Preconditions.from_copy_source_headers(ctx.request.headers).check_copy_source(
+        meta.etag, version.timestamp
+    )
+    return version, meta, meta.encryption.inner
+
+
+async def _full_checksum(
+    ctx: ReqCtx, version: ObjectVersion, algorithm: ChecksumAlgorithm
+) -> ChecksumValue:
+    """The checksum of a source's data in ``algorithm``: read, block by block."""
+    summer = Checksummer(algorithm)
+    with _model_errors():
+        async for block in read_source(ctx.garage, version):
+            await anyio.to_thread.run_sync(summer.update, block)
+    value = summer.finalize().extra
+    assert value is not None  # the summer computes `algorithm`
+    return value
+
+
+async def handle_copy_object(ctx: ReqCtx) -> Response:
+    """CopyObject: a new version sharing the source's blocks (or its inline data), with the
+    source's headers (``COPY``) or the request's (``REPLACE``)."""
+    _refuse_sse_c(ctx.request)
+    bucket_id, _bucket = ctx.require_bucket()
+    request = ctx.request
+    version, meta, inner = await _source(ctx)
+    directive = (request.header("x-amz-metadata-directive") or "COPY").strip().upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error.invalid_argument(f"Unknown metadata directive {directive!r}")
+    checksum, kind = inner.checksum, checksum_type_of(inner)
+    text = request.header("x-amz-checksum-algorithm")
+    if text is not None:
+        algorithm = parse_checksum_algorithm(text)
+        if checksum is None or checksum.algorithm is not algorithm:
+            # The copy gets a checksum of another algorithm: it has to be computed from the
+            # data, and it is of the whole object.
+            checksum = await _full_checksum(ctx, version, algorithm)
+            kind = None if part_count(meta.etag) is None else ChecksumType.FULL_OBJECT.value
+    headers = object_headers(request.headers) if directive == "REPLACE" else inner.headers
+    headers = tuple((n, v) for n, v in headers if n != CHECKSUM_TYPE_HEADER)
+    if kind is not None:
+        headers = (*headers, (CHECKSUM_TYPE_HEADER, kind))
+    new_meta = ObjectVersionMeta(
+        meta.size, meta.etag, Plaintext(ObjectVersionMetaInner(headers, checksum))
+    )
+    with _model_errors():
+        new = await copy_object(ctx.garage, version, bucket_id, _key(ctx), meta=new_meta)
+    result = CopyObjectResult(
+        meta.etag,
+        new.timestamp,
+        _xml_checksums(checksum, kind, meta.etag),
+        (kind or ChecksumType.FULL_OBJECT.value) if checksum is not None else None,
+    )
+    response = xml_response(result.to_xml())
+    response.headers.append(("x-amz-copy-source-version-id", version.uuid.hex()))
+    return response
+
+
+async def handle_upload_part_copy(ctx: ReqCtx) -> Response:
+    """UploadPartCopy: a byte range of the source (all of it by default) as a part."""
+    _refuse_sse_c(ctx.request)
+    upload = await _upload(ctx)
+    part_number = ctx.endpoint.part_number
+    assert part_number is not None  # required by the router
+    version, meta, _inner = await _source(ctx)
+    text = ctx.request.header("x-amz-copy-source-range")
+    wanted = ByteRange(0, meta.size) if text is None else parse_copy_source_range(text, meta.size)
+    if wanted.length == 0:
+        raise S3Error.invalid_request("the copy source is empty: a part needs data")
+    summer = Checksummer(upload.checksum_algorithm, md5=True)
+    with _model_errors(ctx.endpoint.upload_id):
+        stored = await copy_part(
+            ctx.garage,
+            upload,
+            part_number,
+            version,
+            wanted.start,
+            wanted.end,
+            digest=summer.update,
+            finish=lambda: _part_digest(summer),
+        )
+    checksum = stored.part.checksum
+    result = CopyPartResult(stored.etag, stored.timestamp, _xml_checksums(checksum, None, ""))
+    response = xml_response(result.to_xml())
+    response.headers.append(("x-amz-copy-source-version-id", version.uuid.hex()))
+    return response
+
+
+HANDLERS: dict[Operation, Callable[[ReqCtx], Awaitable[Response]]] = {
+    Operation.CREATE_MULTIPART_UPLOAD: handle_create_multipart_upload,
+    Operation.UPLOAD_PART: handle_upload_part,
+    Operation.COMPLETE_MULTIPART_UPLOAD: handle_complete_multipart_upload,
+    Operation.ABORT_MULTIPART_UPLOAD: handle_abort_multipart_upload,
+    Operation.COPY_OBJECT: handle_copy_object,
+    Operation.UPLOAD_PART_COPY: handle_upload_part_copy,
+}
