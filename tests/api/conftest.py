@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -54,12 +55,23 @@ class S3Node:
         )
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_single_node(data_dir: Path) -> S3Node:
-    """Starts ``garage server --single-node`` and waits for its summary."""
+    """Starts ``garage server --single-node`` and waits for its summary.
+
+    The RPC port is chosen here (a free one) rather than by the node, so that the garage
+    CLI can reach the node from its configuration (``data_dir/garage.toml``).
+    """
     proc = subprocess.Popen(
         [
             str(GARAGE), "server", "--single-node", "--data-dir", str(data_dir),
-            "--s3-api-bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0",
+            "--s3-api-bind", "127.0.0.1:0", "--rpc-bind", f"127.0.0.1:{free_port()}",
         ],
         stdout=subprocess.PIPE,
         text=True,
