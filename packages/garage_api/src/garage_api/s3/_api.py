@@ -128,7 +128,7 @@ def _helper_error(exc: HelperError) -> S3Error:
     if isinstance(exc, BucketAlreadyExistsError):
         return S3Error.from_code("BucketAlreadyExists", message)
     if isinstance(exc, BucketNotEmptyError):
-        return S3Error.from_code("BucketNotEmpty", message)
+        return S3Error.from_code("BucketNotEmpty")  # AWS's words; the model's name the id
     if isinstance(exc, InvalidBucketNameError):
         return S3Error.from_code("InvalidBucketName", message)
     if isinstance(exc, AccessDeniedError):
