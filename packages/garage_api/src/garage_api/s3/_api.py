@@ -110,10 +110,20 @@ def xml_response(document: bytes, *, status: int = 200) -> Response:
 
 
 def _handlers() -> dict[Operation, Callable[[ReqCtx], Awaitable[Response]]]:
-    from . import _h_bucket, _h_list, _h_multipart, _h_object
+    from . import (
+        _h_bucket,
+        _h_cors,
+        _h_lifecycle,
+        _h_list,
+        _h_multipart,
+        _h_object,
+        _h_post,
+        _h_website,
+    )
 
     table: dict[Operation, Callable[[ReqCtx], Awaitable[Response]]] = {}
-    for module in (_h_bucket, _h_object, _h_list, _h_multipart):
+    modules = (_h_bucket, _h_object, _h_list, _h_multipart, _h_website, _h_cors)
+    for module in (*modules, _h_lifecycle, _h_post):
         table.update(module.HANDLERS)
     return table
 
