@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import socket
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -76,3 +79,38 @@ async def test_graceful_shutdown_returns(tmp_path: Path) -> None:
             assert r.text.startswith("POST /x? 2 ")
             assert r.headers["x-host"] == "garage"
         stop.set()  # serve returns by itself: the task group exits without a cancel
+
+
+async def early(request: Request) -> Response:
+    """Refuses without reading the body (as a handler that fails fast does)."""
+    return Response(400, [], b"refused")
+
+
+def _upload_refused_early(host: str, port: int, body: bytes) -> bytes:
+    """Sends a PUT with a body the server will not read; returns what it answered."""
+    head = f"PUT /x HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # the server may close once it has answered
+            sock.sendall(head + body)
+        received = b""
+        while b"refused" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+async def test_a_refused_upload_neither_hangs_the_connection_nor_the_stop() -> None:
+    stop = anyio.Event()
+    with anyio.fail_after(30):  # a graceful stop is not held up by unread bodies
+        async with anyio.create_task_group() as tg:
+            start = functools.partial(serve, early, TcpAddr("127.0.0.1", 0), shutdown=stop)
+            bound = await tg.start(start)
+            host, port = bound.rsplit(":", 1)
+            for _ in range(2):
+                answer = await anyio.to_thread.run_sync(
+                    _upload_refused_early, host, int(port), os.urandom(3 * MiB)
+                )
+                assert answer.startswith(b"HTTP/1.1 400")
+            stop.set()  # serve() returns by itself: the task group exits without a cancel

@@ -65,7 +65,16 @@ class Request:
         client: the peer's ``(host, port)``, if known.
     """
 
-    __slots__ = ("_receive", "_started", "client", "headers", "method", "query_string", "raw_path")
+    __slots__ = (
+        "_ended",
+        "_receive",
+        "_started",
+        "client",
+        "headers",
+        "method",
+        "query_string",
+        "raw_path",
+    )
 
     def __init__(
         self,
@@ -84,6 +93,7 @@ class Request:
         self.client = client
         self._receive = receive
         self._started = False
+        self._ended = receive is None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -112,11 +122,26 @@ class Request:
             message = await self._receive()
             kind = message["type"]
             if kind == "http.disconnect":
+                self._ended = True
                 raise anyio.BrokenResourceError("the client disconnected during the body")
             chunk = message.get("body", b"")
+            if not message.get("more_body", False):
+                self._ended = True
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
+            if self._ended:
+                return
+
+    async def drain(self) -> None:
+        """Reads and drops what the handler left of the body, so that the connection can
+        serve its next request (HTTP/1.1 keep-alive) and a graceful stop is not held up
+        by a client still sending."""
+        if self._ended or self._receive is None:
+            return
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                self._ended = True
                 return
 
     async def read_body(self, limit: int) -> bytes:
@@ -186,6 +211,7 @@ def asgi(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Awa
             logger.exception("unhandled error serving %s %s", request.method, request.raw_path)
             response = Response(500, [("content-length", "0")])
         await _send(response, send, head=request.method == "HEAD")
+        await request.drain()
 
     return app
 
