@@ -478,12 +478,3 @@ def test_multipart_etag_is_md5_of_binary_md5s(chunks: list[bytes]) -> None:
     assert f'"{etag}"' == _expected_etag(chunks)
     assert part_count(etag) == len(chunks)
     assert part_count(_md5(chunks[0])) is None
-
-
-def test_sse_c_is_not_implemented(s3: Any, bucket: str) -> None:
-    with pytest.raises(ClientError) as exc:
-        s3.create_multipart_upload(
-            Bucket=bucket, Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32
-        )
-    assert _code(exc) == ("NotImplemented", 501)
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -138,6 +138,8 @@ class Request:
         by a client still sending."""
         if self._ended or self._receive is None:
             return
+        if not self._started and (self.header("expect") or "").lower() == "100-continue":
+            return  # the client waits for "100 Continue" before sending: no body will come
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect" or not message.get("more_body", False):

@@ -16,6 +16,7 @@ built above this layer and read the tables and helpers from here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -52,6 +53,7 @@ from .bucket_table import Bucket, BucketSchema, UuidKey
 from .helper import BucketHelper, KeyHelper, LockedHelper
 from .index_counter import CounterEntry, CounterSchema, IndexCounter
 from .key_table import Key, KeySchema
+from .lifecycle import LifecycleWorker, lifecycle_clock
 from .s3 import (
     MPU_COUNTER_TABLE,
     OBJECT_COUNTER_TABLE,
@@ -68,8 +70,6 @@ from .s3 import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from garage_table import TableEntry, TableReplication, TableSchema
     from garage_util.config import Config
     from garage_util.data import Uuid
@@ -94,6 +94,8 @@ class GarageTimings:
         resync_max_idle_s: longest idle wait of the resync workers.
         scrub_checkpoint_interval_ms: how often the scrub persists its progress
             (None: Garage's 60 s).
+        lifecycle_clock_ms: the lifecycle worker's clock, which decides what day it is
+            (None: the node's, shifted by ``$GARAGE_TEST_LIFECYCLE_CLOCK_OFFSET_MS`` if set).
     """
 
     tables: TableTimings = field(default_factory=TableTimings)
@@ -104,6 +106,7 @@ class GarageTimings:
     resync_retry_delay_ms: int = RESYNC_RETRY_DELAY_MS
     resync_max_idle_s: float = RESYNC_MAX_IDLE_S
     scrub_checkpoint_interval_ms: int | None = None
+    lifecycle_clock_ms: Callable[[], int] | None = None
 
 
 @final
@@ -260,6 +263,15 @@ class Garage:
         for worker in block_workers:
             self.runner.spawn_worker(worker)
         self.block_manager.register_bg_vars(self.bg_vars)
+        self.lifecycle_worker = LifecycleWorker(
+            self.object_table.data,
+            self.bucket_table.table,
+            clock_ms=timings.lifecycle_clock_ms or lifecycle_clock(clock_ms),
+            use_local_tz=config.use_local_tz,
+            metadata_dir=config.metadata_dir,
+        )
+        self.runner.spawn_worker(self.lifecycle_worker)
+        self.lifecycle_worker.register_bg_vars(self.bg_vars)
 
     def _table(
         self, schema: TableSchema[Any, Any, E, Any], replication: TableReplication

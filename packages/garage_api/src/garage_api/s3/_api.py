@@ -3,13 +3,16 @@
 :class:`S3Api` is the HTTP handler (``garage_api.http.serve(S3Api(garage).handle, addr)``).
 For each request it:
 
-1. routes it (:func:`parse_request`) to an :class:`Endpoint`;
+1. routes it (:func:`parse_request`) to an :class:`Endpoint`; a CORS preflight
+   (``OPTIONS``) is answered right there, unauthenticated, from the CORS rules of the
+   bucket if its name is global (design §10.2);
 2. authenticates it: SigV4 from the header or the query, with the key's secret from the
    key table; anonymous requests are refused;
 3. resolves the bucket name for that key (its local aliases first, then the global ones)
    and checks the key's permission for the operation;
 4. calls the operation's handler with a :class:`ReqCtx`; an operation without one answers
-   ``501 NotImplemented`` naming it;
+   ``501 NotImplemented`` naming it; a successful answer to a browser (``Origin``) gets
+   the CORS headers of the bucket's first matching rule;
 5. turns every failure into an S3 error document with a request id: S3 errors as raised,
    signature and model errors with their S3 codes, unreachable quorums as ``503``, and
    anything else as ``500 InternalError`` (logged).
@@ -48,6 +51,7 @@ from garage_table import NoLayoutError
 from garage_util.clock import now_msec
 from garage_util.data import Uuid
 
+from ._cors import permissive_preflight_headers, preflight_headers, response_headers
 from ._errors import S3Error
 from ._router import Authorization, Endpoint, Operation, parse_request
 
@@ -227,7 +231,13 @@ class S3Api:
             root_domain=self.root_domain,
         )
         if endpoint.operation is Operation.OPTIONS:
-            raise S3Error.not_implemented("CORS preflight (OPTIONS)")
+            return await self._preflight(request, endpoint)
+        if endpoint.operation is Operation.POST_OBJECT:
+            # A browser form upload signs its policy, not the request: the handler reads
+            # the form and verifies that signature itself (AWS: sigv4-UsingHTTPPOST).
+            from ._h_post import post_object
+
+            return await post_object(self, request, endpoint, self._policy)
         auth, key = await self._authenticate(request)
         bucket_id: Uuid | None = None
         bucket: Bucket | None = None
@@ -251,7 +261,29 @@ class S3Api:
             bucket,
             request_id,
         )
-        return await handler(ctx)
+        response = await handler(ctx)
+        if bucket is not None and bucket.params is not None:
+            # A browser's actual request: its answer says whether the page may read it.
+            rules = bucket.params.cors_config.value
+            response.headers += response_headers(rules, request.method, request.headers)
+        return response
+
+    async def _preflight(self, request: Request, endpoint: Endpoint) -> Response:
+        """Answers a CORS preflight, unauthenticated (browsers send no credentials with it).
+
+        A global name answers from its bucket's rules. Any other name may be a local alias
+        of some key, which cannot be resolved without one: it gets a permissive answer, as
+        does the service (ListBuckets) with GET only (Garage: ``handle_options_s3api``).
+        """
+        if endpoint.bucket is None:
+            return Response(200, permissive_preflight_headers(request.headers, ("GET",)))
+        helper = self.garage.bucket_helper
+        bucket_id = await helper.resolve_global_bucket_name(endpoint.bucket)
+        if bucket_id is None:
+            return Response(200, permissive_preflight_headers(request.headers))
+        params = (await helper.get_existing_bucket(bucket_id)).params
+        assert params is not None  # get_existing_bucket refuses deleted buckets
+        return Response(200, preflight_headers(params.cors_config.value, request.headers))
 
     async def _authenticate(self, request: Request) -> tuple[Authenticated, Key]:
         parsed = parse_auth(request.method, request.raw_path, request.query_string, request.headers)

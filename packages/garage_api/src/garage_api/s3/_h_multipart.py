@@ -25,12 +25,26 @@ optional ``?versionId=``, which must name the current version). The key needs ``
 the source bucket, besides ``write`` on the destination (checked by the server). CopyObject
 reuses the source's blocks; UploadPartCopy reuses the whole blocks of its range and stores
 the cut ones anew.
+
+SSE-C
+-----
+(:mod:`._encryption`, Garage: encryption.rs.) CreateMultipartUpload with a customer key
+stores the upload's headers encrypted; every UploadPart and UploadPartCopy must give the
+same key (checked by decrypting them), their parts are stored encrypted and get random
+ETags. CompleteMultipartUpload needs the key only when the upload has a checksum algorithm
+(the checksum type and the final checksum live in the encrypted headers). A copy's source
+key is given in the ``x-amz-copy-source-server-side-encryption-customer-*`` headers, the
+destination's in the usual ones: when both store blocks the same way (same key and
+compression, or both in clear) the blocks are reused; otherwise CopyObject decrypts the
+source and writes it anew (Garage: ``handle_copy_reencrypt``) and UploadPartCopy stores
+every piece anew.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Final
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs, quote, unquote
 
 import anyio
@@ -50,7 +64,13 @@ from garage_api.signature import (
     parse_checksum_algorithm,
 )
 from garage_model.bucket_table import UuidKey
-from garage_model.s3 import ObjectVersion, ObjectVersionMeta, ObjectVersionMetaInner, Plaintext
+from garage_model.s3 import (
+    Inline,
+    ObjectVersion,
+    ObjectVersionMeta,
+    ObjectVersionMetaInner,
+    Plaintext,
+)
 from garage_model.s3.copy import copy_object, copy_part, read_source, source_version
 from garage_model.s3.multipart import (
     CHECKSUM_TYPE_HEADER,
@@ -72,15 +92,17 @@ from garage_model.s3.multipart import (
     select_parts,
     upload_part,
 )
-from garage_model.s3.writer import NoSuchObjectError
+from garage_model.s3.writer import Completion, NoSuchObjectError, ObjectWriter
 from garage_table.schema import StringKey
 from garage_util.data import FixedBytes32, Uuid
 
 from ._api import xml_response
 from ._body import RequestBody
 from ._conditional import Preconditions
+from ._encryption import Encryption
 from ._errors import S3Error
 from ._meta import object_headers, quote_etag
+from ._quotas import check_quotas
 from ._range import ByteRange, parse_copy_source_range
 from ._router import Operation
 from ._tokens import decode_upload_id
@@ -94,9 +116,10 @@ from ._xml import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Sequence
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 
     from garage_api.http import Message
+    from garage_model.s3.writer import PutResult
 
     from ._api import ReqCtx
 
@@ -104,10 +127,7 @@ __all__ = ["HANDLERS"]
 
 _COPY_SOURCE: Final = "x-amz-copy-source"
 _CHECKSUM_VALUE_PREFIX: Final = "x-amz-checksum-"
-_SSE_C_PREFIXES: Final = (
-    "x-amz-server-side-encryption-customer-",
-    "x-amz-copy-source-server-side-encryption-customer-",
-)
+_SSE_C_HEADER_PREFIX: Final = "x-amz-server-side-encryption-customer-"
 # The headers of a request that name a checksum algorithm or type, not a checksum value.
 _NOT_CHECKSUM_VALUES: Final = frozenset(
     {"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"}
@@ -117,12 +137,14 @@ _NOT_CHECKSUM_VALUES: Final = frozenset(
 # ------------------------------------------------------------------ shared helpers
 
 
-def _refuse_sse_c(request: Request) -> None:
-    """SSE-C (design §10.9) is not implemented: refuse rather than store in clear data the
-    client believes encrypted."""
-    for name, _value in request.headers:
-        if name.startswith(_SSE_C_PREFIXES):
-            raise S3Error.from_code("NotImplemented", "SSE-C (customer keys) is not supported yet")
+def _upload_encryption(ctx: ReqCtx, upload: Upload) -> tuple[Encryption, ObjectVersionMetaInner]:
+    """The encryption and headers of an upload, the request's SSE-C key checked against it
+    (the same key as at creation, or none for an upload in clear)."""
+    return Encryption.for_stored(
+        ctx.request.headers,
+        upload.state.encryption,
+        compression_level=ctx.garage.config.compression_level,
+    )
 
 
 @contextlib.contextmanager
@@ -174,21 +196,17 @@ def _xml_checksums(
     return ((value.algorithm.value, _encoded(value, kind, etag)),)
 
 
-def _part_digest(summer: Checksummer) -> PartDigest:
-    sums = summer.finalize()
-    assert sums.md5 is not None  # the summers of parts compute the MD5 (the ETag)
-    return PartDigest(sums.md5.hex(), sums.extra)
-
-
 # ------------------------------------------------------------------ create, upload, abort
 
 
 async def handle_create_multipart_upload(ctx: ReqCtx) -> Response:
     """CreateMultipartUpload: an ``Uploading`` version, with the headers and the checksum
-    algorithm and type of the future object."""
-    _refuse_sse_c(ctx.request)
+    algorithm and type of the future object (encrypted with an SSE-C key if given)."""
     bucket_id, _bucket = ctx.require_bucket()
     request = ctx.request
+    encryption = Encryption.from_request(
+        request.headers, compression_level=ctx.garage.config.compression_level
+    )
     text = request.header("x-amz-checksum-algorithm")
     algorithm = None if text is None else parse_checksum_algorithm(text)
     kind = checksum_type(algorithm, request.header("x-amz-checksum-type"))
@@ -199,6 +217,7 @@ async def handle_create_multipart_upload(ctx: ReqCtx) -> Response:
         headers=object_headers(request.headers),
         checksum_algorithm=algorithm,
         checksum_type=None if kind is None else kind.value,
+        encryption=encryption.storage,
     )
     assert ctx.bucket_name is not None
     result = InitiateMultipartUploadResult(ctx.bucket_name, _key(ctx), upload.upload_id.hex())
@@ -206,16 +225,18 @@ async def handle_create_multipart_upload(ctx: ReqCtx) -> Response:
     if algorithm is not None and kind is not None:
         response.headers.append(("x-amz-checksum-algorithm", algorithm.value))
         response.headers.append((CHECKSUM_TYPE_HEADER, kind.value))
+    response.headers.extend(encryption.response_headers())
     return response
 
 
 async def handle_upload_part(ctx: ReqCtx) -> Response:
     """UploadPart: stores a new attempt of the part; answers its ETag (and checksum)."""
-    _refuse_sse_c(ctx.request)
     upload = await _upload(ctx)
+    encryption, _inner = _upload_encryption(ctx, upload)
     part_number = ctx.endpoint.part_number
     assert part_number is not None  # required by the router
-    body = RequestBody(ctx.request, ctx.auth, md5=True)
+    # The part's ETag is its MD5 in clear, random under SSE-C.
+    body = RequestBody(ctx.request, ctx.auth, md5=not encryption.is_encrypted)
     algorithm = upload.checksum_algorithm
     announced = body.expected.algorithm
     if algorithm is not None and announced is not None and announced is not algorithm:
@@ -234,16 +255,22 @@ async def handle_upload_part(ctx: ReqCtx) -> Response:
 
     def finish() -> PartDigest:
         sums = body.verify()
-        assert sums.md5 is not None  # asked for
         verified.append(sums.extra)
         checksum = own.finalize().extra if own is not None else sums.extra
-        return PartDigest(sums.md5.hex(), checksum if algorithm is not None else None)
+        etag = encryption.etag(sums.md5)
+        return PartDigest(etag, checksum if algorithm is not None else None)
 
     with _model_errors(ctx.endpoint.upload_id):
         stored = await upload_part(
-            ctx.garage, upload, part_number, body.chunks(), digest=digest, finish=finish
+            ctx.garage,
+            upload,
+            part_number,
+            body.chunks(),
+            digest=digest,
+            finish=finish,
+            encryption=encryption.storage,
         )
-    headers = [("etag", quote_etag(stored.etag))]
+    headers = [("etag", quote_etag(stored.etag)), *encryption.response_headers()]
     checksum = stored.part.checksum or (verified[0] if verified else None)
     if checksum is not None:
         headers.append((checksum_header_name(checksum.algorithm), encode_checksum(checksum)))
@@ -292,8 +319,11 @@ def _object_level_headers(request: Request) -> Request:
     )
 
 
-def _object_checksum(upload: Upload, parts: Sequence[SelectedPart]) -> ChecksumValue | None:
-    """The checksum of the completed object, from its parts' checksums."""
+def _object_checksum(
+    upload: Upload, parts: Sequence[SelectedPart], kind: str | None
+) -> ChecksumValue | None:
+    """The checksum of the completed object, from its parts' checksums and the upload's
+    checksum type ``kind``."""
     algorithm = upload.checksum_algorithm
     if algorithm is None:
         return None
@@ -302,7 +332,7 @@ def _object_checksum(upload: Upload, parts: Sequence[SelectedPart]) -> ChecksumV
         if sel.part.checksum is None or sel.part.checksum.algorithm is not algorithm:
             raise S3Error.invalid_part(f"part {sel.part_number} has no {algorithm.value} checksum")
         sums.append((sel.part.checksum, sel.size))
-    if upload.checksum_type == ChecksumType.FULL_OBJECT.value:
+    if kind == ChecksumType.FULL_OBJECT.value:
         return combine_crc(sums)
     return composite_checksum([value for value, _size in sums])
 
@@ -344,6 +374,18 @@ async def handle_complete_multipart_upload(ctx: ReqCtx) -> Response:
     document.check_order()
     upload = await _upload(ctx)
     algorithm = upload.checksum_algorithm
+    # An SSE-C upload's headers (with the checksum type) need its key; Garage asks for it
+    # only when there is a checksum to add to them, so without one the stored (encrypted)
+    # headers are kept as they are.
+    encryption: Encryption | None = None
+    inner: ObjectVersionMetaInner | None = None
+    if (
+        isinstance(upload.state.encryption, Plaintext)
+        or algorithm is not None
+        or any(name.startswith(_SSE_C_HEADER_PREFIX) for name, _v in request.headers)
+    ):
+        encryption, inner = _upload_encryption(ctx, upload)
+    kind = None if inner is None else checksum_type_of(inner)
     requested = []
     for part in document.parts:
         checksum = None
@@ -353,16 +395,28 @@ async def handle_complete_multipart_upload(ctx: ReqCtx) -> Response:
         requested.append(RequestedPart(part.part_number, part.etag, checksum))
     with _model_errors(ctx.endpoint.upload_id):
         parts = select_parts(upload.mpu, requested, algorithm=algorithm)
-        checksum = _object_checksum(upload, parts)
-        _check_announced(request, checksum, sum(p.size for p in parts))
-        done = await complete_upload(ctx.garage, upload, parts, checksum=checksum)
+        checksum = _object_checksum(upload, parts, kind)
+        size = sum(p.size for p in parts)
+        _check_announced(request, checksum, size)
+        # Before anything is written: a refused completion leaves the upload in progress
+        # (Garage aborts it), so the client may free space and retry, or abort it.
+        bucket_id, bucket_entry = ctx.require_bucket()
+        await check_quotas(ctx.garage, bucket_id, bucket_entry, _key(ctx), size)
+        stored_meta = None  # in clear: the model stores the headers with the checksum
+        if encryption is None:
+            stored_meta = upload.state.encryption
+        elif encryption.is_encrypted:
+            assert inner is not None  # read with the encryption
+            stored_meta = encryption.encrypt_meta(ObjectVersionMetaInner(inner.headers, checksum))
+        done = await complete_upload(
+            ctx.garage, upload, parts, checksum=checksum, encryption=stored_meta
+        )
     bucket, key = ctx.bucket_name, _key(ctx)
     assert bucket is not None
     root_domain = ctx.api.root_domain
     location = (
         f"https://{bucket}.{root_domain}/{quote(key)}" if root_domain else f"/{bucket}/{quote(key)}"
     )
-    kind = upload.checksum_type
     result = CompleteMultipartUploadResult(
         location,
         bucket,
@@ -371,7 +425,10 @@ async def handle_complete_multipart_upload(ctx: ReqCtx) -> Response:
         _xml_checksums(checksum, kind, done.meta.etag),
         kind if checksum is not None else None,
     )
-    return xml_response(result.to_xml())
+    response = xml_response(result.to_xml())
+    if encryption is not None:
+        response.headers.extend(encryption.response_headers())
+    return response
 
 
 # ------------------------------------------------------------------ copies
@@ -401,8 +458,11 @@ async def _copy_source(ctx: ReqCtx) -> tuple[Uuid, str, str | None]:
     return bucket_id, key, None if not versions else versions[-1]
 
 
-async def _source(ctx: ReqCtx) -> tuple[ObjectVersion, ObjectVersionMeta, ObjectVersionMetaInner]:
-    """The source version of a copy, its metadata and headers, preconditions checked."""
+async def _source(
+    ctx: ReqCtx,
+) -> tuple[ObjectVersion, ObjectVersionMeta, ObjectVersionMetaInner, Encryption]:
+    """The source version of a copy, its metadata, headers and encryption (its SSE-C key
+    checked), preconditions checked."""
     bucket_id, key, version_id = await _copy_source(ctx)
     obj = await ctx.garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
     with _model_errors():
@@ -411,78 +471,157 @@ async def _source(ctx: ReqCtx) -> tuple[ObjectVersion, ObjectVersionMeta, Object
         raise S3Error.invalid_argument(f"Invalid version id specified: {version_id!r}")
     meta = version.meta()
     assert meta is not None  # source_version returns versions with data
-    if not isinstance(meta.encryption, Plaintext):
-        raise S3Error.not_implemented("copying an SSE-C encrypted object")
+    encryption, inner = Encryption.for_stored(
+        ctx.request.headers,
+        meta.encryption,
+        compression_level=ctx.garage.config.compression_level,
+        copy_source=True,
+    )
     Preconditions.from_copy_source_headers(ctx.request.headers).check_copy_source(
         meta.etag, version.timestamp
     )
-    return version, meta, meta.encryption.inner
+    return version, meta, inner, encryption
+
+
+async def _plain_source(
+    ctx: ReqCtx, version: ObjectVersion, encryption: Encryption
+) -> AsyncGenerator[bytes]:
+    """The data of a copy's source, block by block, decrypted (in a worker thread) if it is
+    stored encrypted."""
+    inline = isinstance(version.data(), Inline)
+    # read_source is an async generator (typed as an iterator): closed even if we stop.
+    source = cast("AsyncGenerator[bytes]", read_source(ctx.garage, version))
+    async with aclosing(source) as stored:
+        async for block in stored:
+            if not encryption.is_encrypted:
+                yield block
+            elif inline:
+                yield encryption.decrypt_blob(block)
+            else:
+                yield await anyio.to_thread.run_sync(encryption.decrypt_block, block)
 
 
 async def _full_checksum(
-    ctx: ReqCtx, version: ObjectVersion, algorithm: ChecksumAlgorithm
+    ctx: ReqCtx, version: ObjectVersion, algorithm: ChecksumAlgorithm, encryption: Encryption
 ) -> ChecksumValue:
     """The checksum of a source's data in ``algorithm``: read, block by block."""
     summer = Checksummer(algorithm)
     with _model_errors():
-        async for block in read_source(ctx.garage, version):
-            await anyio.to_thread.run_sync(summer.update, block)
+        async with aclosing(_plain_source(ctx, version, encryption)) as blocks:
+            async for block in blocks:
+                await anyio.to_thread.run_sync(summer.update, block)
     value = summer.finalize().extra
     assert value is not None  # the summer computes `algorithm`
     return value
 
 
+async def _copy_rewritten(
+    ctx: ReqCtx,
+    version: ObjectVersion,
+    source: Encryption,
+    encryption: Encryption,
+    headers: tuple[tuple[str, str], ...],
+    algorithm: ChecksumAlgorithm | None,
+) -> PutResult:
+    """CopyObject between different encryptions: the source's data, decrypted, written
+    anew under ``encryption`` (Garage: ``handle_copy_reencrypt``). The new object is a
+    single-part one: its checksum, in ``algorithm``, is of the whole data, and its ETag is
+    the MD5 in clear (random under a key)."""
+    bucket_id, _bucket = ctx.require_bucket()
+    summer = Checksummer(algorithm, md5=not encryption.is_encrypted)
+
+    async def before_complete(size: int) -> Completion:
+        del size  # the quotas were checked before (the size is the source's)
+        sums = summer.finalize()
+        return Completion(encryption.etag(sums.md5), sums.extra)
+
+    writer = ObjectWriter(
+        ctx.garage,
+        bucket_id,
+        _key(ctx),
+        headers=headers,
+        checksum_algorithm=algorithm,
+        encryption=encryption.storage,
+    )
+    with _model_errors():
+        async with aclosing(_plain_source(ctx, version, source)) as chunks:
+            return await writer.put(chunks, digest=summer.update, before_complete=before_complete)
+
+
 async def handle_copy_object(ctx: ReqCtx) -> Response:
     """CopyObject: a new version sharing the source's blocks (or its inline data), with the
-    source's headers (``COPY``) or the request's (``REPLACE``)."""
-    _refuse_sse_c(ctx.request)
+    source's headers (``COPY``) or the request's (``REPLACE``); between different SSE-C
+    encryptions, the source's data decrypted and written anew."""
     bucket_id, _bucket = ctx.require_bucket()
     request = ctx.request
-    version, meta, inner = await _source(ctx)
+    version, meta, inner, source_encryption = await _source(ctx)
+    encryption = Encryption.from_request(
+        request.headers, compression_level=ctx.garage.config.compression_level
+    )
+    rewrite = not source_encryption.same_storage(encryption)
     directive = (request.header("x-amz-metadata-directive") or "COPY").strip().upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error.invalid_argument(f"Unknown metadata directive {directive!r}")
     checksum, kind = inner.checksum, checksum_type_of(inner)
     text = request.header("x-amz-checksum-algorithm")
-    if text is not None:
-        algorithm = parse_checksum_algorithm(text)
-        if checksum is None or checksum.algorithm is not algorithm:
-            # The copy gets a checksum of another algorithm: it has to be computed from the
-            # data, and it is of the whole object.
-            checksum = await _full_checksum(ctx, version, algorithm)
-            kind = None if part_count(meta.etag) is None else ChecksumType.FULL_OBJECT.value
+    algorithm = None if text is None else parse_checksum_algorithm(text)
+    if (
+        algorithm is not None
+        and not rewrite
+        and (checksum is None or checksum.algorithm is not algorithm)
+    ):
+        # The copy gets a checksum of another algorithm: it has to be computed from the
+        # data, and it is of the whole object.
+        checksum = await _full_checksum(ctx, version, algorithm, source_encryption)
+        kind = None if part_count(meta.etag) is None else ChecksumType.FULL_OBJECT.value
     headers = object_headers(request.headers) if directive == "REPLACE" else inner.headers
     headers = tuple((n, v) for n, v in headers if n != CHECKSUM_TYPE_HEADER)
-    if kind is not None:
-        headers = (*headers, (CHECKSUM_TYPE_HEADER, kind))
-    new_meta = ObjectVersionMeta(
-        meta.size, meta.etag, Plaintext(ObjectVersionMetaInner(headers, checksum))
-    )
-    with _model_errors():
-        new = await copy_object(ctx.garage, version, bucket_id, _key(ctx), meta=new_meta)
+    await check_quotas(ctx.garage, bucket_id, ctx.require_bucket()[1], _key(ctx), meta.size)
+    if rewrite:
+        if algorithm is None and checksum is not None:
+            algorithm = checksum.algorithm  # the copy keeps a checksum, of its whole data
+        written = await _copy_rewritten(
+            ctx, version, source_encryption, encryption, headers, algorithm
+        )
+        etag, timestamp, checksum, kind = written.etag, written.timestamp, written.checksum, None
+    else:
+        if kind is not None:
+            headers = (*headers, (CHECKSUM_TYPE_HEADER, kind))
+        new_meta = ObjectVersionMeta(
+            meta.size, meta.etag, encryption.encrypt_meta(ObjectVersionMetaInner(headers, checksum))
+        )
+        with _model_errors():
+            new = await copy_object(ctx.garage, version, bucket_id, _key(ctx), meta=new_meta)
+        etag, timestamp = meta.etag, new.timestamp
     result = CopyObjectResult(
-        meta.etag,
-        new.timestamp,
-        _xml_checksums(checksum, kind, meta.etag),
+        etag,
+        timestamp,
+        _xml_checksums(checksum, kind, etag),
         (kind or ChecksumType.FULL_OBJECT.value) if checksum is not None else None,
     )
     response = xml_response(result.to_xml())
     response.headers.append(("x-amz-copy-source-version-id", version.uuid.hex()))
+    response.headers.extend(encryption.response_headers())
     return response
 
 
 async def handle_upload_part_copy(ctx: ReqCtx) -> Response:
     """UploadPartCopy: a byte range of the source (all of it by default) as a part."""
-    _refuse_sse_c(ctx.request)
     upload = await _upload(ctx)
     part_number = ctx.endpoint.part_number
     assert part_number is not None  # required by the router
-    version, meta, _inner = await _source(ctx)
+    version, meta, _inner, source_encryption = await _source(ctx)
+    encryption, _upload_inner = _upload_encryption(ctx, upload)
     text = ctx.request.header("x-amz-copy-source-range")
     wanted = ByteRange(0, meta.size) if text is None else parse_copy_source_range(text, meta.size)
     if wanted.length == 0:
         raise S3Error.invalid_request("the copy source is empty: a part needs data")
-    summer = Checksummer(upload.checksum_algorithm, md5=True)
+    summer = Checksummer(upload.checksum_algorithm, md5=not encryption.is_encrypted)
+
+    def finish() -> PartDigest:
+        sums = summer.finalize()
+        return PartDigest(encryption.etag(sums.md5), sums.extra)
+
     with _model_errors(ctx.endpoint.upload_id):
         stored = await copy_part(
             ctx.garage,
@@ -492,12 +631,16 @@ async def handle_upload_part_copy(ctx: ReqCtx) -> Response:
             wanted.start,
             wanted.end,
             digest=summer.update,
-            finish=lambda: _part_digest(summer),
+            finish=finish,
+            source_encryption=source_encryption.storage,
+            encryption=encryption.storage,
+            reuse_blocks=source_encryption.same_storage(encryption),
         )
     checksum = stored.part.checksum
     result = CopyPartResult(stored.etag, stored.timestamp, _xml_checksums(checksum, None, ""))
     response = xml_response(result.to_xml())
     response.headers.append(("x-amz-copy-source-version-id", version.uuid.hex()))
+    response.headers.extend(encryption.response_headers())
     return response
 
 

@@ -9,14 +9,19 @@ ObjectWriter`'s; these handlers add HTTP:
   ``x-amz-checksum-*`` in a header or a trailer) are fed in the thread that hashes each
   block, and verified by the writer's ``before_complete`` hook, so a mismatch aborts the new
   version and the previous one is still served. ``x-amz-acl`` is accepted and ignored (a
-  bucket's keys are its only ACL). Conditional writes (``If-Match``/``If-None-Match``) and
-  SSE-C are not supported yet: 501.
+  bucket's keys are its only ACL). Conditional writes (``If-Match``/``If-None-Match``) are
+  not supported yet: 501.
 - **GetObject / HeadObject.** The newest complete version (a delete marker is
   ``NoSuchKey``); preconditions in RFC 7232 order (:class:`Preconditions`); one ``Range``
   or one ``partNumber``; the stored headers (repeated names joined with ``,``) with the
   ``response-*`` overrides last; the checksum only with ``x-amz-checksum-mode: ENABLED``
   and only when the whole object is sent. The body streams block by block
   (:func:`~garage_model.s3.writer.read_blocks`), fetching only the blocks of the range.
+- **SSE-C** (:mod:`._encryption`): a PutObject with a customer key stores the headers, the
+  inline data and the blocks encrypted, with a random ETag; GetObject and HeadObject of
+  such an object need the same key (checked before the preconditions, so that nothing of
+  the object is told without it) and decrypt on the way out. Responses echo the algorithm
+  and the key's MD5.
 - **DeleteObject** answers 204 whether or not there was an object; **DeleteObjects**
   deletes each key (a few at a time) and reports each one, missing keys as deleted (as S3).
 
@@ -41,7 +46,7 @@ import anyio
 from garage_api.http import Response
 from garage_api.signature import checksum_header_name, encode_checksum
 from garage_model.bucket_table import UuidKey
-from garage_model.s3 import FirstBlock, Inline, Plaintext
+from garage_model.s3 import FirstBlock, Inline
 from garage_model.s3.writer import (
     Completion,
     NoSuchObjectError,
@@ -60,8 +65,10 @@ from garage_table.schema import StringKey
 from ._api import xml_response
 from ._body import RequestBody
 from ._conditional import Precondition, Preconditions
+from ._encryption import Encryption
 from ._errors import S3Error
 from ._meta import http_date, object_headers, quote_etag
+from ._quotas import check_quotas
 from ._range import ByteRange, check_range_or_part, parse_range_header, part_range
 from ._router import MAX_KEY_BYTES, Operation
 from ._xml import MAX_XML_BODY_BYTES, Deleted, DeleteError, DeleteResult, parse_delete
@@ -87,11 +94,6 @@ _CHECKSUM_TYPE: Final = "x-amz-checksum-type"
 #: What an object's db keys add to its S3 key: its table key is a 32-byte partition hash ‖
 #: object key and, once it is a tombstone, its GC entry is an 8-byte timestamp ‖ table key.
 _DB_KEY_OVERHEAD_BYTES: Final = 8 + 32
-#: Request headers of SSE-C, which this port does not implement yet (design §10.9).
-_SSE_C_HEADERS: Final = (
-    "x-amz-server-side-encryption-customer-algorithm",
-    "x-amz-server-side-encryption-customer-key",
-)
 
 
 def _max_stored_key_bytes(db_max_key_bytes: int) -> int:
@@ -123,8 +125,6 @@ async def put_object(ctx: ReqCtx) -> Response:
                 "NotImplemented",
                 f"conditional writes ({name} on PutObject) are not supported yet",
             )
-    if any(request.header(name) is not None for name in _SSE_C_HEADERS):
-        raise S3Error.from_code("NotImplemented", "SSE-C (customer keys) is not supported yet")
     db = ctx.garage.db
     max_key_bytes = _max_stored_key_bytes(db.max_key_bytes)
     if len(key.encode()) > max_key_bytes:
@@ -134,13 +134,16 @@ async def put_object(ctx: ReqCtx) -> Response:
             f"(its {db.engine} metadata db limits keys to {db.max_key_bytes} bytes)",
         )
     headers = object_headers(request.headers)
-    body = RequestBody(request, ctx.auth, md5=True)
+    encryption = Encryption.from_request(
+        request.headers, compression_level=ctx.garage.config.compression_level
+    )
+    # The MD5 is the ETag in clear; an SSE-C ETag is random (Content-MD5 is still checked).
+    body = RequestBody(request, ctx.auth, md5=not encryption.is_encrypted)
 
     async def before_complete(size: int) -> Completion:
-        del size  # quotas are checked here once they exist (issue #8)
         sums = body.verify()
-        assert sums.md5 is not None  # asked for with md5=True
-        return Completion(sums.md5.hex(), sums.extra)
+        await check_quotas(ctx.garage, bucket_id, ctx.require_bucket()[1], key, size)
+        return Completion(encryption.etag(sums.md5), sums.extra)
 
     writer = ObjectWriter(
         ctx.garage,
@@ -148,12 +151,13 @@ async def put_object(ctx: ReqCtx) -> Response:
         key,
         headers=headers,
         checksum_algorithm=body.expected.algorithm,
+        encryption=encryption.storage,
     )
     # chunks() is an async generator (typed as an iterator): closed even if put() fails.
     async with aclosing(cast("AsyncGenerator[bytes]", body.chunks())) as chunks:
         result = await writer.put(chunks, digest=body.digest, before_complete=before_complete)
     logger.debug("put %r: %d bytes, etag %s", key, result.size, result.etag)
-    response = [("etag", quote_etag(result.etag))]
+    response = [("etag", quote_etag(result.etag)), *encryption.response_headers()]
     if result.checksum is not None:
         response.append(
             (checksum_header_name(result.checksum.algorithm), encode_checksum(result.checksum))
@@ -163,12 +167,6 @@ async def put_object(ctx: ReqCtx) -> Response:
 
 
 # ---------------------------------------------------------------------- GetObject / Head
-
-
-def _plain_inner(meta_inner: object) -> ObjectVersionMetaInner:
-    if not isinstance(meta_inner, Plaintext):
-        raise S3Error.invalid_request("the object is encrypted with SSE-C, not supported yet")
-    return meta_inner.inner
 
 
 def _checksum_headers(inner: ObjectVersionMetaInner, etag: str) -> list[tuple[str, str]]:
@@ -210,7 +208,9 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
         raise S3Error.no_such_key(key)
     version, data = found
     meta = data.meta
-    inner = _plain_inner(meta.encryption)
+    encryption, inner = Encryption.for_stored(
+        request.headers, meta.encryption, compression_level=garage.config.compression_level
+    )
     etag, last_modified = quote_etag(meta.etag), http_date(version.timestamp)
 
     outcome = Preconditions.from_headers(request.headers).evaluate(meta.etag, version.timestamp)
@@ -250,6 +250,7 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
 
     headers = _stored_headers(inner, ctx)
     headers += [("etag", etag), ("last-modified", last_modified), ("accept-ranges", "bytes")]
+    headers += encryption.response_headers()
     whole = selected is None or (selected.start == 0 and selected.end == size)
     start, end = (0, size) if selected is None else (selected.start, selected.end)
     headers.append(("content-length", str(end - start)))
@@ -265,10 +266,11 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
     if head:
         return Response(status, headers)
     if isinstance(data, Inline):
-        return Response(status, headers, data.data[start:end])
+        return Response(status, headers, encryption.decrypt_blob(data.data)[start:end])
     assert row is not None  # fetched above for every GET of a block object
     blocks = [block for _key, block in row.blocks.items()]
-    return Response(status, headers, read_blocks(garage, blocks, start, end))
+    body = read_blocks(garage, blocks, start, end, encryption=encryption.storage)
+    return Response(status, headers, body)
 
 
 async def get_object(ctx: ReqCtx) -> Response:

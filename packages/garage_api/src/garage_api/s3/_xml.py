@@ -20,6 +20,7 @@ fields). Anything malformed is ``400 MalformedXML``.
 from __future__ import annotations
 
 import itertools
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,17 +28,28 @@ from typing import Final
 from urllib.parse import quote
 from xml.parsers import expat
 
+from garage_model.bucket_table import (
+    CorsRule,
+    LifecycleExpiration,
+    LifecycleFilter,
+    LifecycleRule,
+    WebsiteConfig,
+)
+from garage_model.lifecycle import parse_lifecycle_date
 from garage_util.clock import msec_to_rfc3339
 
+from ._cors import check_cors_rules
 from ._errors import S3Error
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
     "MAX_DELETE_OBJECTS",
+    "MAX_LIFECYCLE_RULES",
     "MAX_XML_BODY_BYTES",
     "S3_XMLNS",
     "AccessControlPolicy",
     "BucketEntry",
+    "CORSConfiguration",
     "Checksums",
     "CompleteMultipartUpload",
     "CompleteMultipartUploadResult",
@@ -51,6 +63,7 @@ __all__ = [
     "Deleted",
     "Grant",
     "InitiateMultipartUploadResult",
+    "LifecycleConfiguration",
     "ListAllMyBucketsResult",
     "ListBucketResult",
     "ListMultipartUploadsResult",
@@ -63,9 +76,13 @@ __all__ = [
     "PostResponse",
     "UploadEntry",
     "VersioningConfiguration",
+    "WebsiteConfiguration",
     "parse_complete_multipart_upload",
+    "parse_cors_configuration",
     "parse_create_bucket_configuration",
     "parse_delete",
+    "parse_lifecycle_configuration",
+    "parse_website_configuration",
     "url_encode",
 ]
 
@@ -879,3 +896,378 @@ def parse_delete(body: bytes) -> DeleteRequest:
         raise S3Error.malformed_xml(f"DeleteObjects takes 1 to {MAX_DELETE_OBJECTS} keys")
     quiet = _child_text(root, "Quiet")
     return DeleteRequest(objects, quiet=quiet is not None and _parse_bool(quiet, "Quiet"))
+
+
+# ---------------------------------------------------------------------- website and CORS
+# Garage: src/api/s3/website.rs and cors.rs. The parsed values are the model's own
+# (garage_model.bucket_table.WebsiteConfig, CorsRule): what is stored on the bucket.
+
+
+def _stripped(el: ET.Element | None) -> str | None:
+    """The text of ``el`` without surrounding whitespace (None if there is no element)."""
+    return None if el is None else (el.text or "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class WebsiteConfiguration:
+    """The GetBucketWebsite response: the index document suffix and the error document.
+
+    Attributes:
+        config: the bucket's website configuration.
+    """
+
+    config: WebsiteConfig
+
+    def to_xml(self) -> bytes:
+        """The XML document."""
+        root = _root("WebsiteConfiguration")
+        index = ET.SubElement(root, "IndexDocument")
+        _text(index, "Suffix", self.config.index_document)
+        if self.config.error_document is not None:
+            error = ET.SubElement(root, "ErrorDocument")
+            _text(error, "Key", self.config.error_document)
+        return _serialize(root)
+
+
+def parse_website_configuration(body: bytes) -> WebsiteConfig:
+    """Parses a PutBucketWebsite body: an index document and maybe an error document.
+
+    Garage serves websites with an index and an error document only: redirections are
+    refused rather than stored and ignored.
+
+    Raises:
+        S3Error: ``MalformedXML`` for a document that is not a ``<WebsiteConfiguration>``
+            or an ``IndexDocument`` without ``Suffix`` (``ErrorDocument`` without ``Key``);
+            ``InvalidRequest`` for ``RedirectAllRequestsTo`` next to other elements;
+            ``NotImplemented`` (501) for ``RedirectAllRequestsTo`` or ``RoutingRules``;
+            ``InvalidArgument`` for a missing ``IndexDocument``, a suffix that is empty or
+            holds a ``/``, or an empty error document key.
+    """
+    root = _parse_xml(body)
+    _expect_root(root, "WebsiteConfiguration")
+    index = root.find("IndexDocument")
+    error = root.find("ErrorDocument")
+    routing = root.find("RoutingRules")
+    if root.find("RedirectAllRequestsTo") is not None:
+        if index is not None or error is not None or routing is not None:
+            raise S3Error.invalid_request(
+                "RedirectAllRequestsTo cannot be given with any other element"
+            )
+        raise S3Error.from_code(
+            "NotImplemented",
+            "RedirectAllRequestsTo is not implemented: Garage websites have an index "
+            "document and an error document only",
+        )
+    if routing is not None and routing.find("RoutingRule") is not None:
+        raise S3Error.from_code(
+            "NotImplemented",
+            "RoutingRules are not implemented: Garage websites have an index document and "
+            "an error document only",
+        )
+    if index is None:
+        raise S3Error.invalid_argument(
+            "A value for IndexDocument Suffix must be provided if RedirectAllRequestsTo is empty"
+        )
+    suffix = _stripped(index.find("Suffix"))
+    if suffix is None:
+        raise S3Error.malformed_xml("<IndexDocument> has no <Suffix>")
+    if not suffix or "/" in suffix:
+        raise S3Error.invalid_argument("The IndexDocument Suffix is not well formed")
+    error_key = None
+    if error is not None:
+        error_key = _stripped(error.find("Key"))
+        if error_key is None:
+            raise S3Error.malformed_xml("<ErrorDocument> has no <Key>")
+        if not error_key:
+            raise S3Error.invalid_argument("The ErrorDocument Key is not well formed")
+    return WebsiteConfig(suffix, error_key)
+
+
+@dataclass(frozen=True, slots=True)
+class CORSConfiguration:
+    """The GetBucketCors response.
+
+    Attributes:
+        rules: the bucket's CORS rules, in order.
+    """
+
+    rules: Sequence[CorsRule]
+
+    def to_xml(self) -> bytes:
+        """The XML document."""
+        root = _root("CORSConfiguration")
+        for rule in self.rules:
+            el = ET.SubElement(root, "CORSRule")
+            _text(el, "ID", rule.id)
+            for origin in rule.allow_origins:
+                _text(el, "AllowedOrigin", origin)
+            for method in rule.allow_methods:
+                _text(el, "AllowedMethod", method)
+            for header in rule.allow_headers:
+                _text(el, "AllowedHeader", header)
+            for header in rule.expose_headers:
+                _text(el, "ExposeHeader", header)
+            _text(el, "MaxAgeSeconds", rule.max_age_seconds)
+        return _serialize(root)
+
+
+# MaxAgeSeconds is an Integer in S3's schema; 19 digits keep it in a signed 64-bit integer.
+_MAX_AGE = re.compile(r"[0-9]{1,19}")
+
+
+def _parse_cors_rule(el: ET.Element) -> CorsRule:
+    def texts(tag: str) -> tuple[str, ...]:
+        return tuple((child.text or "").strip() for child in el.iterfind(tag))
+
+    max_age = _stripped(el.find("MaxAgeSeconds"))
+    if max_age is not None and not _MAX_AGE.fullmatch(max_age):
+        raise S3Error.malformed_xml(f"invalid MaxAgeSeconds {max_age!r}")
+    return CorsRule(
+        id=_stripped(el.find("ID")),
+        max_age_seconds=None if max_age is None else int(max_age),
+        allow_origins=texts("AllowedOrigin"),
+        allow_methods=texts("AllowedMethod"),
+        allow_headers=texts("AllowedHeader"),
+        expose_headers=texts("ExposeHeader"),
+    )
+
+
+def parse_cors_configuration(body: bytes) -> tuple[CorsRule, ...]:
+    """Parses and checks a PutBucketCors body.
+
+    Raises:
+        S3Error: ``MalformedXML`` for a document that is not a ``<CORSConfiguration>`` of
+            ``<CORSRule>`` each with an ``AllowedOrigin`` and an ``AllowedMethod``, or a
+            ``MaxAgeSeconds`` that is not a non-negative integer; ``InvalidRequest`` for
+            what :func:`~garage_api.s3._cors.check_cors_rules` refuses.
+    """
+    root = _parse_xml(body)
+    _expect_root(root, "CORSConfiguration")
+    rules = tuple(_parse_cors_rule(el) for el in root.iterfind("CORSRule"))
+    check_cors_rules(rules)
+    return rules
+
+
+# ---------------------------------------------------------------------- lifecycle
+# Garage: src/api/s3/lifecycle.rs. The parsed values are the model's own
+# (garage_model.bucket_table.LifecycleRule): what is stored on the bucket.
+
+# S3 takes at most 1000 rules per bucket (AWS: PutBucketLifecycleConfiguration).
+MAX_LIFECYCLE_RULES: Final = 1000
+# A rule ID is at most 255 characters (AWS: LifecycleRule.ID).
+_MAX_RULE_ID: Final = 255
+# Day counts and sizes are S3 Integers/Longs: 19 digits keep them in a signed 64-bit integer.
+_LIFECYCLE_INT = re.compile(r"[0-9]{1,19}")
+# The conditions of a lifecycle <Filter> (or of its <And>).
+_LIFECYCLE_CONDITIONS: Final = ("Prefix", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "Tag")
+# Actions and filters of S3 that Garage does not do: refused (501), never stored and
+# ignored, which would apply a rule to more objects than the user meant (tags) or drop
+# what they asked for (transitions, noncurrent versions: Garage has one storage class and
+# no versioning; expired delete markers do not exist without versioning).
+_LIFECYCLE_UNSUPPORTED: Final = (
+    "Transition",
+    "Transitions",
+    "NoncurrentVersionTransition",
+    "NoncurrentVersionTransitions",
+    "NoncurrentVersionExpiration",
+)
+
+
+def _lifecycle_date_text(value: str) -> str:
+    """A stored expiration date as S3 writes it: ISO 8601 at midnight UTC."""
+    try:
+        return parse_lifecycle_date(value).isoformat() + "T00:00:00.000Z"
+    except ValueError:
+        return value  # written by an older release: shown as stored
+
+
+def _append_lifecycle_filter(parent: ET.Element, lf: LifecycleFilter) -> None:
+    el = ET.SubElement(parent, "Filter")
+    conditions = [
+        ("Prefix", lf.prefix),
+        ("ObjectSizeGreaterThan", lf.size_gt),
+        ("ObjectSizeLessThan", lf.size_lt),
+    ]
+    present = [(tag, value) for tag, value in conditions if value is not None]
+    target = ET.SubElement(el, "And") if len(present) > 1 else el
+    for tag, value in present:
+        _text(target, tag, value)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfiguration:
+    """The GetBucketLifecycleConfiguration response.
+
+    A rule's filter is written as S3 does: one condition alone in ``<Filter>``, several in
+    ``<Filter><And>``, none as an empty ``<Filter/>`` (every object).
+
+    Attributes:
+        rules: the bucket's lifecycle rules, in order.
+    """
+
+    rules: Sequence[LifecycleRule]
+
+    def to_xml(self) -> bytes:
+        """The XML document."""
+        root = _root("LifecycleConfiguration")
+        for rule in self.rules:
+            el = ET.SubElement(root, "Rule")
+            expiration = rule.expiration
+            if expiration is not None:
+                exp = ET.SubElement(el, "Expiration")
+                _text(exp, "Days", expiration.after_days)
+                if expiration.at_date is not None:
+                    _text(exp, "Date", _lifecycle_date_text(expiration.at_date))
+            _text(el, "ID", rule.id)
+            _append_lifecycle_filter(el, rule.filter)
+            _text(el, "Status", "Enabled" if rule.enabled else "Disabled")
+            if rule.abort_incomplete_mpu_days is not None:
+                abort = ET.SubElement(el, "AbortIncompleteMultipartUpload")
+                _text(abort, "DaysAfterInitiation", rule.abort_incomplete_mpu_days)
+        return _serialize(root)
+
+
+def _lifecycle_int(el: ET.Element, tag: str, *, minimum: int) -> int | None:
+    """The integer in ``<tag>`` (None if absent).
+
+    Raises:
+        S3Error: ``MalformedXML`` if it is not an integer, ``InvalidArgument`` if it is
+            below ``minimum``.
+    """
+    text = _stripped(el.find(tag))
+    if text is None:
+        return None
+    negative = text.startswith("-")
+    if not _LIFECYCLE_INT.fullmatch(text[1:] if negative else text):
+        raise S3Error.malformed_xml(f"<{tag}> must be an integer, not {text!r}")
+    value = -int(text[1:]) if negative else int(text)
+    if value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise S3Error.invalid_argument(f"'{tag}' must be {what}")
+    return value
+
+
+def _refuse_unsupported(el: ET.Element, tags: Sequence[str], where: str) -> None:
+    for tag in tags:
+        if el.find(tag) is not None:
+            raise S3Error.from_code(
+                "NotImplemented", f"{tag} in a lifecycle {where} is not implemented by Garage"
+            )
+
+
+def _parse_lifecycle_conditions(el: ET.Element) -> LifecycleFilter:
+    _refuse_unsupported(el, ("Tag",), "filter")
+    gt = _lifecycle_int(el, "ObjectSizeGreaterThan", minimum=0)
+    lt = _lifecycle_int(el, "ObjectSizeLessThan", minimum=1)
+    if gt is not None and lt is not None and gt >= lt:
+        raise S3Error.invalid_argument("ObjectSizeGreaterThan must be less than ObjectSizeLessThan")
+    prefix = el.find("Prefix")
+    return LifecycleFilter(None if prefix is None else prefix.text or "", gt, lt)
+
+
+def _parse_lifecycle_filter(el: ET.Element) -> LifecycleFilter:
+    """A ``<Filter>``: no condition (every object), one condition, or ``<And>`` of some."""
+    conditions = [c for c in el if c.tag in _LIFECYCLE_CONDITIONS]
+    conjunction = el.find("And")
+    if conjunction is None:
+        if len(conditions) > 1:
+            raise S3Error.malformed_xml("several Filter conditions must be wrapped in <And>")
+        return _parse_lifecycle_conditions(el)
+    if conditions:
+        raise S3Error.malformed_xml("<Filter> cannot hold both <And> and another condition")
+    if conjunction.find("And") is not None:
+        raise S3Error.malformed_xml("nested <And> in a lifecycle <Filter>")
+    return _parse_lifecycle_conditions(conjunction)
+
+
+def _parse_lifecycle_expiration(el: ET.Element) -> LifecycleExpiration:
+    _refuse_unsupported(el, ("ExpiredObjectDeleteMarker",), "expiration")
+    days = _lifecycle_int(el, "Days", minimum=1)
+    at = _stripped(el.find("Date"))
+    if (days is None) == (at is None):
+        raise S3Error.malformed_xml("<Expiration> must hold exactly one of <Days> and <Date>")
+    if days is not None:
+        return LifecycleExpiration.after(days)
+    assert at is not None
+    try:
+        return LifecycleExpiration.at(parse_lifecycle_date(at).isoformat())
+    except ValueError as exc:
+        raise S3Error.invalid_argument(f"invalid expiration Date: {exc}") from None
+
+
+def _parse_lifecycle_rule(el: ET.Element) -> LifecycleRule:
+    _refuse_unsupported(el, _LIFECYCLE_UNSUPPORTED, "rule")
+    status = _stripped(el.find("Status"))
+    if status not in ("Enabled", "Disabled"):
+        raise S3Error.malformed_xml("a lifecycle <Rule> needs a <Status> Enabled or Disabled")
+    rule_id = _child_text(el, "ID")
+    if rule_id is not None and len(rule_id) > _MAX_RULE_ID:
+        raise S3Error.invalid_argument(f"a rule ID is at most {_MAX_RULE_ID} characters")
+    filter_el, legacy_prefix = el.find("Filter"), el.find("Prefix")
+    if filter_el is not None and legacy_prefix is not None:
+        raise S3Error.malformed_xml("a lifecycle <Rule> cannot hold both <Filter> and <Prefix>")
+    if filter_el is not None:
+        lifecycle_filter = _parse_lifecycle_filter(filter_el)
+    elif legacy_prefix is not None:  # the deprecated form: the same as <Filter><Prefix>
+        lifecycle_filter = LifecycleFilter(prefix=legacy_prefix.text or "")
+    else:
+        lifecycle_filter = LifecycleFilter()
+    expiration_el = el.find("Expiration")
+    expiration = None if expiration_el is None else _parse_lifecycle_expiration(expiration_el)
+    abort_el = el.find("AbortIncompleteMultipartUpload")
+    abort_days = None
+    if abort_el is not None:
+        abort_days = _lifecycle_int(abort_el, "DaysAfterInitiation", minimum=1)
+        if abort_days is None:
+            raise S3Error.malformed_xml(
+                "<AbortIncompleteMultipartUpload> has no <DaysAfterInitiation>"
+            )
+    if expiration is None and abort_days is None:
+        raise S3Error.invalid_request("At least one action needs to be specified in a rule")
+    return LifecycleRule(
+        id=rule_id,
+        enabled=status == "Enabled",
+        filter=lifecycle_filter,
+        abort_incomplete_mpu_days=abort_days,
+        expiration=expiration,
+    )
+
+
+def parse_lifecycle_configuration(body: bytes) -> tuple[LifecycleRule, ...]:
+    """Parses and checks a PutBucketLifecycleConfiguration body.
+
+    Each ``<Rule>`` has a ``Status`` (``Enabled``/``Disabled``), an optional ``ID``, a
+    ``Filter`` (``Prefix``, ``ObjectSizeGreaterThan``, ``ObjectSizeLessThan``, several of
+    them in ``And``; none: every object) or the deprecated top-level ``Prefix``, and at
+    least one action: ``Expiration`` (``Days`` or a ``Date`` at midnight UTC, stored as
+    ``YYYY-MM-DD``) and ``AbortIncompleteMultipartUpload`` (``DaysAfterInitiation``).
+
+    Raises:
+        S3Error: ``MalformedXML`` for a document that is not a ``<LifecycleConfiguration>``
+            of 1 or more ``<Rule>``, a missing or unknown ``Status``, a filter with several
+            conditions outside ``And`` (or ``And`` beside another, or nested), ``Filter``
+            beside a top-level ``Prefix``, an ``Expiration`` without exactly one of
+            ``Days`` and ``Date``, or a number that is not an integer;
+            ``InvalidArgument`` for more than 1000 rules, a repeated or over-long rule
+            ID, a day count below 1, a negative size, sizes that leave no room
+            (greater-than >= less-than), or a date that is not one (or not at midnight);
+            ``InvalidRequest`` for a rule without action; ``NotImplemented`` (501) for
+            transitions, noncurrent-version actions, ``ExpiredObjectDeleteMarker`` and
+            tag filters.
+    """
+    root = _parse_xml(body)
+    _expect_root(root, "LifecycleConfiguration")
+    elements = root.findall("Rule")
+    if not elements:
+        raise S3Error.malformed_xml("a lifecycle configuration has at least one <Rule>")
+    if len(elements) > MAX_LIFECYCLE_RULES:
+        raise S3Error.invalid_argument(
+            f"a lifecycle configuration has at most {MAX_LIFECYCLE_RULES} rules"
+        )
+    rules = tuple(_parse_lifecycle_rule(el) for el in elements)
+    ids = [r.id for r in rules if r.id is not None]
+    if len(set(ids)) != len(ids):
+        raise S3Error.invalid_argument(
+            "Rule ID must be unique. Found same ID for more than one rule"
+        )
+    return rules

@@ -26,6 +26,13 @@ a new block. Every byte is still read once, because the part's ETag is the MD5 o
 (and its checksum, if the upload has an algorithm, is computed from it too): the reads run
 :data:`READ_AHEAD` blocks ahead of the hashing, and the stores of up to
 ``BLOCKS_IN_FLIGHT`` blocks run concurrently. An inline source becomes one new block.
+
+**Encryption** (SSE-C). The API gives the source's encryption (its blocks are decrypted as
+they are read, in a worker thread) and the upload's (every new block is encrypted with it,
+as UploadPart does). A whole block is reused only when the caller says both store blocks the
+same way (``reuse_blocks``: the same key and compression, or both in clear); otherwise every
+piece is stored anew. A CopyObject between different encryptions is a new write of the
+decrypted data (the API's ``ObjectWriter``), not :func:`copy_object`.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
     from garage_model.garage import Garage
 
     from .multipart import PartDigest
+    from .writer import DataEncryption
 
 __all__ = [
     "READ_AHEAD",
@@ -169,18 +177,29 @@ async def _fetch(
     pieces: Sequence[CopyPiece],
     inline: bytes,
     send: anyio.abc.ObjectSendStream[tuple[CopyPiece, bytes]],
+    encryption: DataEncryption | None = None,
 ) -> None:
-    """Reads the pieces in order into ``send`` (the stream's buffer is the read-ahead)."""
+    """Reads the pieces in order into ``send`` (the stream's buffer is the read-ahead);
+    ``inline`` is the plaintext of an inline source, blocks are decrypted with
+    ``encryption`` (the source's) in a worker thread."""
     async with send:
         for piece in pieces:
             if piece.hash is None:
-                data = inline
-            else:
+                data = inline[piece.start : piece.end]
+            elif encryption is None:
                 data = await garage.block_manager.rpc_get_block(piece.hash)
                 if len(data) != piece.size:
                     raise NoSuchObjectError(f"block {piece.hash.hex()} has an unexpected size")
-            if piece.start != 0 or piece.end != len(data):
-                data = data[piece.start : piece.end]
+                if piece.start != 0 or piece.end != len(data):
+                    data = data[piece.start : piece.end]
+            else:
+                stored = await garage.block_manager.rpc_get_block(piece.hash)
+                data = await anyio.to_thread.run_sync(
+                    encryption.decrypt_block, stored, piece.start, piece.end
+                )
+                del stored
+                if len(data) != piece.length:
+                    raise NoSuchObjectError(f"block {piece.hash.hex()} has an unexpected size")
             await send.send((piece, data))
 
 
@@ -273,6 +292,9 @@ async def copy_part(
     *,
     digest: Callable[[bytes], object],
     finish: Callable[[], PartDigest],
+    source_encryption: DataEncryption | None = None,
+    encryption: DataEncryption | None = None,
+    reuse_blocks: bool = True,
 ) -> StoredPart:
     """Stores the bytes ``[start, end)`` of ``source`` as a new attempt of a part.
 
@@ -283,17 +305,26 @@ async def copy_part(
         source: a complete version with data.
         start: the first byte of the source to copy.
         end: one past the last byte to copy.
-        digest: fed the part's data in order, in a worker thread (ETag, checksum).
+        digest: fed the part's data (plaintext) in order, in a worker thread (ETag,
+            checksum).
         finish: see :func:`garage_model.s3.multipart.store_part`.
+        source_encryption: how the source is stored (SSE-C), None in clear.
+        encryption: how the upload stores its parts (SSE-C), None in clear.
+        reuse_blocks: the source's whole blocks may be referenced as they are: only when
+            ``source_encryption`` and ``encryption`` store blocks the same way.
 
     Raises:
         NoSuchObjectError: the source is gone (overwritten meanwhile).
-        ValueError: the range is empty or past the end of the source.
+        ValueError: the range is empty or past the end of the source, or a source block
+            did not decrypt.
         Exception: reading or storing failed.
     """
     data = source.data()
-    inline = data.data if isinstance(data, Inline) else b""
+    inline = b""
     if isinstance(data, Inline):
+        inline = data.data
+        if source_encryption is not None:
+            inline = source_encryption.decrypt_blob(inline)
         if not 0 <= start < end <= len(inline):
             raise ValueError(f"invalid range [{start}, {end}) of {len(inline)} bytes")
         pieces = [CopyPiece(None, len(inline), start, end)]
@@ -304,22 +335,26 @@ async def copy_part(
         backlink = MpuBacklink(upload.upload_id)
         limiter = anyio.Semaphore(BLOCKS_IN_FLIGHT)
 
-        def hash_piece(piece: CopyPiece, chunk: bytes) -> Hash:
+        def hash_piece(piece: CopyPiece, chunk: bytes) -> tuple[Hash, bytes | None]:
+            """The piece's hash and stored bytes (None for a reused block)."""
             digest(chunk)
-            if piece.whole:
+            if piece.whole and reuse_blocks:
                 assert piece.hash is not None  # whole pieces are stored blocks
-                return piece.hash
-            return blake2sum(chunk)
+                return piece.hash, None
+            stored = chunk if encryption is None else encryption.encrypt_block(chunk)
+            return blake2sum(stored), stored
 
-        async def store(offset: int, piece: CopyPiece, chunk: bytes, hash: Hash) -> None:
+        async def store(offset: int, size: int, stored: bytes | None, hash: Hash) -> None:
             try:
                 row = Version.new(version_uuid, backlink).with_block(
-                    part_number, offset, VersionBlock(hash, len(chunk))
+                    part_number, offset, VersionBlock(hash, size)
                 )
 
                 async def put() -> None:
-                    if not piece.whole:
-                        await garage.block_manager.rpc_put_block(hash, chunk)
+                    if stored is not None:
+                        await garage.block_manager.rpc_put_block(
+                            hash, stored, prevent_compression=encryption is not None
+                        )
 
                 await concurrently(
                     put,
@@ -335,12 +370,12 @@ async def copy_part(
         async def pipeline() -> None:
             nonlocal offset
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_fetch, garage, pieces, inline, send)
+                tg.start_soon(_fetch, garage, pieces, inline, send, source_encryption)
                 async with recv:
                     async for piece, chunk in recv:
-                        hash = await anyio.to_thread.run_sync(hash_piece, piece, chunk)
+                        hash, stored = await anyio.to_thread.run_sync(hash_piece, piece, chunk)
                         await limiter.acquire()
-                        tg.start_soon(store, offset, piece, chunk, hash)
+                        tg.start_soon(store, offset, len(chunk), stored, hash)
                         offset += len(chunk)
 
         await concurrently(pipeline)  # the first failure, not an exception group

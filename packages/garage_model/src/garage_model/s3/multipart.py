@@ -32,6 +32,12 @@ part version: the blocks survive through the final version's references.
 
 **Abort** turns the version ``Aborted``; the same cascade cleans the parts.
 
+**Encryption** (SSE-C, design §10.9). An upload created with a
+:class:`~garage_model.s3.writer.DataEncryption` keeps its headers encrypted in its
+``Uploading`` state, and its parts are stored with the same encryption (the API checks the
+customer key of every request against that state). Only the API can read such headers, so
+it hands :func:`complete_upload` the final object's stored metadata.
+
 **Checksum type.** The model stores a checksum value per object, not how it was made. A
 multipart object's checksum is either *composite* (the checksum of the part checksums,
 shown as ``base64-N``) or *full-object*; the type is kept as the reserved stored header
@@ -76,6 +82,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 
     from garage_model.garage import Garage
+
+    from .object_table import ObjectVersionEncryption
+    from .writer import DataEncryption
 
 __all__ = [
     "CHECKSUM_COMPOSITE",
@@ -183,11 +192,12 @@ class Upload:
         """The headers (and reserved checksum type) the object will be stored with.
 
         Raises:
-            MultipartError: the upload is encrypted (SSE-C is not supported here).
+            MultipartError: the upload is encrypted (SSE-C): only the API, given the
+                customer key, can read them (from ``state.encryption``).
         """
         encryption = self.state.encryption
         if not isinstance(encryption, Plaintext):
-            raise MultipartError("encrypted (SSE-C) multipart uploads are not supported")
+            raise MultipartError("the headers of an SSE-C upload need its customer key")
         return encryption.inner
 
     @property
@@ -432,6 +442,7 @@ async def create_upload(
     headers: tuple[tuple[str, str], ...] = (),
     checksum_algorithm: ChecksumAlgorithm | None = None,
     checksum_type: str | None = None,
+    encryption: DataEncryption | None = None,
 ) -> Upload:
     """Starts a multipart upload of ``key``: the ``Uploading`` version, then the upload row.
 
@@ -443,6 +454,8 @@ async def create_upload(
         checksum_algorithm: the parts' checksum algorithm, if any.
         checksum_type: :data:`CHECKSUM_COMPOSITE` or :data:`CHECKSUM_FULL_OBJECT` when
             there is an algorithm.
+        encryption: how the headers (with the checksum type) and the parts are stored
+            (SSE-C); None in clear. Every part must then be stored with it.
 
     Raises:
         ValueError: a checksum type without algorithm, or an unknown type.
@@ -455,10 +468,11 @@ async def create_upload(
         headers = (*headers, (CHECKSUM_TYPE_HEADER, checksum_type))
     existing = await garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
     upload_id, timestamp = gen_uuid(), next_timestamp(existing, now_msec())
+    inner = ObjectVersionMetaInner(headers=headers)
     state = Uploading(
         multipart=True,
         checksum_algorithm=checksum_algorithm,
-        encryption=Plaintext(ObjectVersionMetaInner(headers=headers)),
+        encryption=Plaintext(inner) if encryption is None else encryption.encrypt_meta(inner),
     )
     version = ObjectVersion(upload_id, timestamp, state)
     await garage.object_table.table.insert(Object.new(bucket_id, key, [version]))
@@ -546,6 +560,7 @@ async def upload_part(
     *,
     digest: Callable[[bytes], object],
     finish: Callable[[], PartDigest],
+    encryption: DataEncryption | None = None,
 ) -> StoredPart:
     """Stores the bytes of ``chunks`` as a new attempt of part ``part_number``.
 
@@ -554,8 +569,9 @@ async def upload_part(
         upload: the upload.
         part_number: 1..10000.
         chunks: the part's data.
-        digest: fed every block in order, in the thread that hashes it.
+        digest: fed every block in order, in the thread that hashes it (the plaintext).
         finish: see :func:`store_part`.
+        encryption: the upload's encryption (SSE-C), None in clear.
 
     Raises:
         EmptyPartError: no data.
@@ -564,7 +580,9 @@ async def upload_part(
 
     async def fill(version_uuid: Uuid) -> int:
         backlink = MpuBacklink(upload.upload_id)
-        writer = VersionWriter(garage, version_uuid, backlink, part_number=part_number)
+        writer = VersionWriter(
+            garage, version_uuid, backlink, part_number=part_number, encryption=encryption
+        )
         return await writer.write_all(chunks, digest=digest)
 
     return await store_part(garage, upload, part_number, fill, finish)
@@ -600,6 +618,7 @@ async def complete_upload(
     parts: Sequence[SelectedPart],
     *,
     checksum: ChecksumValue | None = None,
+    encryption: ObjectVersionEncryption | None = None,
 ) -> CompletedUpload:
     """Makes the object of ``upload`` from ``parts`` (from :func:`select_parts`).
 
@@ -611,6 +630,9 @@ async def complete_upload(
         upload: the upload.
         parts: the parts, in order.
         checksum: the object's checksum (composite or full-object), stored with it.
+        encryption: the object's stored metadata, for an encrypted (SSE-C) upload, whose
+            headers only the API can read: the upload's, or re-encrypted with
+            ``checksum``. None for an upload in clear: its headers with ``checksum``.
 
     Raises:
         InvalidPartError: no part, or a part's data is gone.
@@ -630,9 +652,12 @@ async def complete_upload(
     hashes = sorted({block.hash for block in blocks.values()})
     await garage.block_ref_table.table.insert_many([BlockRef.new(h, upload_id) for h in hashes])
 
-    inner = ObjectVersionMetaInner(headers=upload.inner.headers, checksum=checksum)
+    if encryption is None:
+        encryption = Plaintext(
+            ObjectVersionMetaInner(headers=upload.inner.headers, checksum=checksum)
+        )
     meta = ObjectVersionMeta(
-        sum(p.size for p in parts), multipart_etag([p.etag for p in parts]), Plaintext(inner)
+        sum(p.size for p in parts), multipart_etag([p.etag for p in parts]), encryption
     )
     first_hash = final.blocks.vals[0][1].hash
     await garage.object_table.table.insert(

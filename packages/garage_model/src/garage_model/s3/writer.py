@@ -18,6 +18,15 @@ loop); ``before_complete`` runs once all the data is stored and before the ``Com
 insert: it verifies what the client announced and says which ETag and checksum to store. If
 it raises, the version is aborted and the previous version stays the one served.
 
+Encryption (SSE-C, design §10.9) is the API's: the writers and readers take a
+:class:`DataEncryption` (None: in clear) and call it where the stored bytes differ from the
+object's. A block is encrypted in the thread that digests and hashes it, *after* ``digest``
+(which sees the plaintext) and *before* blake2 (the block's hash is of what is stored); it
+is put with ``prevent_compression`` (the API compressed it before encrypting); its
+``VersionBlock.size`` and its offset count plaintext bytes. The metadata of every state the
+writer inserts and inline data go through it too. :func:`read_blocks` reads each encrypted
+block whole and decrypts the slice it needs in a worker thread.
+
 Reading (:func:`read_blocks`): the blocks of a byte range, streamed block by block. Block
 ``i + 1`` (and ``i + 2``) is requested as soon as block ``i`` starts flowing, so its bytes are
 already on their way (each stream buffers up to the transport's flow-control window) while
@@ -28,11 +37,12 @@ needed slice of the first and last ones is sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import deque
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
 import anyio
 
@@ -51,6 +61,7 @@ from .object_table import (
     Inline,
     Object,
     ObjectVersion,
+    ObjectVersionEncryption,
     ObjectVersionMeta,
     ObjectVersionMetaInner,
     ObjectVersionState,
@@ -80,6 +91,7 @@ __all__ = [
     "READ_AHEAD_BLOCKS",
     "BlockSlice",
     "Completion",
+    "DataEncryption",
     "NoSuchObjectError",
     "ObjectWriter",
     "PutResult",
@@ -104,6 +116,40 @@ READ_AHEAD_BLOCKS: Final = 2
 
 class NoSuchObjectError(LookupError):
     """The object does not exist, or its newest version is a delete marker."""
+
+
+class DataEncryption(Protocol):
+    """How an encrypted object's metadata and data are stored (the S3 API's SSE-C
+    ``Encryption``); wherever one is accepted, None means in clear.
+
+    The block methods are CPU work: the writers and readers call them in worker threads.
+    """
+
+    def encrypt_meta(self, inner: ObjectVersionMetaInner) -> ObjectVersionEncryption:
+        """The stored form of the object's headers and checksum."""
+        ...
+
+    def encrypt_blob(self, data: bytes) -> bytes:
+        """Inline data as stored."""
+        ...
+
+    def decrypt_blob(self, blob: bytes) -> bytes:
+        """The plaintext of :meth:`encrypt_blob`'s output."""
+        ...
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        """A block as stored (its hash is of these bytes)."""
+        ...
+
+    def decrypt_block(self, stored: bytes, start: int = 0, end: int | None = None) -> bytes:
+        """The plaintext bytes ``[start, end)`` of a stored block (all of it by default)."""
+        ...
+
+
+def _seal(
+    encryption: DataEncryption | None, inner: ObjectVersionMetaInner
+) -> ObjectVersionEncryption:
+    return Plaintext(inner) if encryption is None else encryption.encrypt_meta(inner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,18 +230,34 @@ class VersionWriter:
     """Writes the blocks of one version (an object's, or one multipart part's).
 
     Call :meth:`start` once (it inserts the empty version row), then :meth:`write_all`,
-    which returns once every block is stored.
+    which returns once every block is stored. With an ``encryption``, each block is stored
+    encrypted (see the module docstring).
     """
 
-    __slots__ = ("_garage", "_limiter", "_part_number", "_uuid", "backlink", "blocks")
+    __slots__ = (
+        "_encryption",
+        "_garage",
+        "_limiter",
+        "_part_number",
+        "_uuid",
+        "backlink",
+        "blocks",
+    )
 
     def __init__(
-        self, garage: Garage, uuid: Uuid, backlink: VersionBacklink, *, part_number: int = 1
+        self,
+        garage: Garage,
+        uuid: Uuid,
+        backlink: VersionBacklink,
+        *,
+        part_number: int = 1,
+        encryption: DataEncryption | None = None,
     ) -> None:
         self._garage = garage
         self._uuid = uuid
         self.backlink = backlink
         self._part_number = part_number
+        self._encryption = encryption
         self._limiter = anyio.Semaphore(BLOCKS_IN_FLIGHT)
         self.blocks: list[Hash] = []
         """The hashes of the blocks written so far, in order."""
@@ -225,10 +287,13 @@ class VersionWriter:
                 ``chunks`` or storing a block (the other stores are then cancelled).
         """
 
-        def hash_block(block: bytes) -> Hash:
+        encryption = self._encryption
+
+        def hash_block(block: bytes) -> tuple[Hash, bytes]:
             if digest is not None:
                 digest(block)
-            return blake2sum(block)
+            stored = block if encryption is None else encryption.encrypt_block(block)
+            return blake2sum(stored), stored
 
         failures: list[BaseException] = []
         offset = 0
@@ -242,13 +307,17 @@ class VersionWriter:
                     async for block in blocks:
                         await self._limiter.acquire()
                         try:
-                            hash = await anyio.to_thread.run_sync(hash_block, block)
+                            hash, stored = await anyio.to_thread.run_sync(hash_block, block)
                         except BaseException:
                             self._limiter.release()
                             raise
                         self.blocks.append(hash)
-                        tg.start_soon(self._put, offset, block, hash, failures, tg.cancel_scope)
-                        offset += len(block)
+                        size = len(block)
+                        del block  # only the stored form stays in memory while it is put
+                        tg.start_soon(
+                            self._put, offset, size, stored, hash, failures, tg.cancel_scope
+                        )
+                        offset += size
             except Exception as exc:  # the body failed: stop the stores in flight
                 failures.insert(0, _first_error(exc))
                 tg.cancel_scope.cancel()
@@ -259,20 +328,28 @@ class VersionWriter:
     async def _put(
         self,
         offset: int,
+        size: int,
         data: bytes,
         hash: Hash,
         failures: list[BaseException],
         scope: anyio.CancelScope,
     ) -> None:
-        """Stores one block; a failure is recorded and cancels the whole write (so that
-        :meth:`write_all` raises it as it is, not wrapped in an exception group)."""
+        """Stores one block (``data`` as stored, ``size`` plaintext bytes); a failure is
+        recorded and cancels the whole write (so that :meth:`write_all` raises it as it is,
+        not wrapped in an exception group)."""
         try:
             garage = self._garage
             version = Version.new(self._uuid, self.backlink).with_block(
-                self._part_number, offset, VersionBlock(hash, len(data))
+                self._part_number, offset, VersionBlock(hash, size)
+            )
+            put = functools.partial(
+                garage.block_manager.rpc_put_block,
+                hash,
+                data,
+                prevent_compression=self._encryption is not None,
             )
             async with anyio.create_task_group() as tg:
-                tg.start_soon(garage.block_manager.rpc_put_block, hash, data)
+                tg.start_soon(put)
                 tg.start_soon(garage.version_table.table.insert, version)
                 tg.start_soon(garage.block_ref_table.table.insert, BlockRef.new(hash, self._uuid))
         except Exception as exc:
@@ -293,9 +370,18 @@ class ObjectWriter:
         headers: the headers to store and return with the object.
         checksum_algorithm: the checksum the upload announced (kept in its ``Uploading``
             state while it is received).
+        encryption: how to encrypt the metadata, inline data and blocks (SSE-C); None to
+            store them in clear.
     """
 
-    __slots__ = ("_bucket_id", "_checksum_algorithm", "_garage", "_headers", "_key")
+    __slots__ = (
+        "_bucket_id",
+        "_checksum_algorithm",
+        "_encryption",
+        "_garage",
+        "_headers",
+        "_key",
+    )
 
     def __init__(
         self,
@@ -305,12 +391,14 @@ class ObjectWriter:
         *,
         headers: tuple[tuple[str, str], ...] = (),
         checksum_algorithm: ChecksumAlgorithm | None = None,
+        encryption: DataEncryption | None = None,
     ) -> None:
         self._garage = garage
         self._bucket_id = bucket_id
         self._key = key
         self._headers = headers
         self._checksum_algorithm = checksum_algorithm
+        self._encryption = encryption
 
     async def _timestamp(self) -> int:
         """A timestamp newer than every version of the object (Garage's ``next_timestamp``)."""
@@ -374,29 +462,33 @@ class ObjectWriter:
             if len(first) >= INLINE_THRESHOLD:
                 break
         inner = ObjectVersionMetaInner(headers=self._headers)
+        encryption = self._encryption
         if len(first) < INLINE_THRESHOLD:
             data = bytes(first)
             hasher(data)  # under 3 KiB: cheap enough for the event loop
             etag, checksum = await complete(len(data))
             inner = replace(inner, checksum=checksum)
-            meta = ObjectVersionMeta(len(data), etag, Plaintext(inner))
-            state = Complete(Inline(meta, data))
+            meta = ObjectVersionMeta(len(data), etag, _seal(encryption, inner))
+            stored = data if encryption is None else encryption.encrypt_blob(data)
+            state = Complete(Inline(meta, stored))
             await garage.object_table.table.insert(self._object(uuid, timestamp, state))
             return PutResult(uuid, len(data), etag, (), checksum, timestamp)
 
         uploading = Uploading(
             multipart=False,
             checksum_algorithm=self._checksum_algorithm,
-            encryption=Plaintext(inner),
+            encryption=_seal(encryption, inner),
         )
         await garage.object_table.table.insert(self._object(uuid, timestamp, uploading))
-        writer = VersionWriter(garage, uuid, ObjectBacklink(self._bucket_id, self._key))
+        writer = VersionWriter(
+            garage, uuid, ObjectBacklink(self._bucket_id, self._key), encryption=encryption
+        )
         try:
             await writer.start()
             size = await writer.write_all(stream, first=bytes(first), digest=hasher)
             etag, checksum = await complete(size)
             inner = replace(inner, checksum=checksum)
-            meta = ObjectVersionMeta(size, etag, Plaintext(inner))
+            meta = ObjectVersionMeta(size, etag, _seal(encryption, inner))
             state = Complete(FirstBlock(meta, writer.blocks[0]))
             await garage.object_table.table.insert(self._object(uuid, timestamp, state))
         except BaseException:
@@ -516,19 +608,33 @@ async def _sliced(stream: BlockStream, piece: BlockSlice) -> AsyncGenerator[byte
             return
 
 
+async def _whole(stream: BlockStream) -> AsyncGenerator[bytes]:
+    """Every chunk of a block stream (read to its end: the hash is checked)."""
+    async for chunk in stream:
+        yield chunk
+
+
 async def read_blocks(
-    garage: Garage, blocks: Iterable[VersionBlock], start: int = 0, end: int | None = None
+    garage: Garage,
+    blocks: Iterable[VersionBlock],
+    start: int = 0,
+    end: int | None = None,
+    *,
+    encryption: DataEncryption | None = None,
 ) -> AsyncIterator[bytes]:
     """The bytes ``[start, end)`` of an object made of ``blocks``, streamed.
 
     Fetches only the blocks overlapping the range, :data:`READ_AHEAD_BLOCKS` ahead of the
     one being sent (see the module docstring). Close the generator (``aclose``) to stop
-    early: the streams opened are closed with it.
+    early: the streams opened are closed with it. With an ``encryption`` (the one the
+    object was stored with), each block is read whole and the slice sent is decrypted in
+    a worker thread.
 
     Raises:
         MissingBlockError: no node could start sending a block.
         CorruptBlockError: a block's data did not match its hash (found at its end).
         RpcError: a transfer failed midway.
+        ValueError: an encrypted block did not decrypt.
     """
     listed = list(blocks)
     if end is None:
@@ -544,15 +650,26 @@ async def read_blocks(
                 requested += 1
             stream = opened[0]
             flowing = False
-            async with aclosing(_sliced(stream, piece)) as data:
+            stored: list[bytes] = []
+            source = _sliced(stream, piece) if encryption is None else _whole(stream)
+            async with aclosing(source) as data:
                 async for chunk in data:
-                    yield chunk
+                    if encryption is None:
+                        yield chunk
+                    else:
+                        stored.append(chunk)
                     if not flowing:  # block i flows: ask for the next ones now
                         flowing = True
                         while requested < len(pieces) and len(opened) <= READ_AHEAD_BLOCKS:
                             nxt = pieces[requested].hash
                             opened.append(await manager.rpc_get_block_streaming(nxt))
                             requested += 1
+            if encryption is not None:
+                block = b"".join(stored)
+                del stored
+                yield await anyio.to_thread.run_sync(
+                    encryption.decrypt_block, block, piece.start, piece.end
+                )
             opened.popleft()
             await stream.aclose()  # ends the transfer of a block not read to its end
     finally:
@@ -563,7 +680,8 @@ async def read_blocks(
 
 async def read_object(garage: Garage, bucket_id: Uuid, key: str) -> AsyncIterator[bytes]:
     """The bytes of the object's newest complete version, block by block (each block read
-    whole and verified before it is yielded).
+    whole and verified before it is yielded). They are the stored bytes: an SSE-C object's
+    come out encrypted (decrypting takes the customer key, which only a request carries).
 
     Raises:
         NoSuchObjectError: no such object, or it was deleted.
