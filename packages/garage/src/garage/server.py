@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 
 from garage import admin_rpc
+from garage.metrics import NodeMetrics
 from garage_api.http import serve
 from garage_api.s3 import S3Api
 from garage_model import Garage
@@ -191,6 +192,7 @@ async def run_server(
     """
     garage = await anyio.to_thread.run_sync(Garage, config)
     admin_rpc.register(garage)
+    metrics = NodeMetrics(garage)
     api_stop = anyio.Event()
     async with anyio.create_task_group() as node:
         rpc_addr = await node.start(garage.run)
@@ -199,9 +201,13 @@ async def run_server(
             s3_addr = None
             bind = config.s3_api.api_bind_addr
             if bind is not None:
-                s3 = functools.partial(serve, S3Api(garage).handle, bind, shutdown=api_stop)
+                handler = metrics.instrument("s3", S3Api(garage).handle)
+                s3 = functools.partial(serve, handler, bind, shutdown=api_stop)
                 s3_addr = await apis.start(s3)
                 logger.info("S3 API on %s", s3_addr)
+            # [k2v_api] (issue 10)
+            # [s3_web] (issue 9)
+            # [admin] (issue 9)
             if single_node_dir is not None:
                 quick = await setup_single_node(garage, single_node_dir)
                 region = config.s3_api.s3_region
