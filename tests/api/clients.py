@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.api.conftest import S3Node
+from tests.debian import find_or_install
 
 __all__ = [
     "BIN",
@@ -227,29 +227,7 @@ class Rclone:
 
 def find_or_install_rclone() -> tuple[str | None, str]:
     """rclone's path, installing Debian's package when missing; or None and the reason."""
-    found = shutil.which("rclone")
-    if found is not None:
-        return found, ""
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return None, "rclone is not installed and there is no apt-get to install it"
-    if os.geteuid() != 0:
-        return None, "rclone is not installed, and installing it needs root (apt-get)"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "rclone"]):
-        try:
-            proc = subprocess.run(
-                argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"could not install rclone ({' '.join(argv)}): {exc}"
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return None, f"could not install rclone ({' '.join(argv)}): {' '.join(tail)}"
-    found = shutil.which("rclone")
-    if found is None:
-        return None, "apt-get installed rclone but it is not on PATH"
-    return found, ""
+    return find_or_install("rclone")
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
