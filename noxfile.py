@@ -42,8 +42,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over packages, tests, benchmarks, examples and this file."""
-    session.run("mypy", "packages", "tests", "bench", "examples", "noxfile.py")
+    """mypy --strict over packages, tests, benchmarks, the fault harness, examples and this file."""
+    session.run("mypy", "packages", "tests", "bench", "faults", "examples", "noxfile.py")
 
 
 @nox.session
