@@ -178,8 +178,8 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
 
 
 # AdvertiseLayout carries a whole layout history: tested on its own below.
-_REQUESTS = [v for v in AdminRequest._VARIANTS.values() if v is not AdvertiseLayout]
-_RESPONSES = list(AdminResponse._VARIANTS.values())
+_REQUESTS = [v for v in AdminRequest.VARIANTS.values() if v is not AdvertiseLayout]
+_RESPONSES = list(AdminResponse.VARIANTS.values())
 
 
 @given(_strategy(AdminRequest))

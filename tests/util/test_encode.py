@@ -23,6 +23,7 @@ from garage_util import (
     unpack,
 )
 from garage_util.crdt import Lww
+from garage_util.encode import TaggedUnion, tagged_variants
 
 DATA = Path(__file__).parent / "data"
 
@@ -227,3 +228,56 @@ def test_a_map_with_an_unhashable_key_is_a_decode_error() -> None:
 def test_unpack_is_typed_as_the_class_it_decodes() -> None:
     value = unpack(Inner, pack(Inner(FixedBytes32.zero(), Color.BLUE)))
     assert value.color is Color.BLUE  # mypy checks this attribute access on Inner
+
+
+# ------------------------------------------------------------------ tagged unions
+
+
+class Shape(TaggedUnion):
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Dot(Shape):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Circle(Shape):
+    radius: int
+    label: str | None = None
+
+
+Shape.VARIANTS = tagged_variants(Dot, Circle)
+
+
+@given(
+    st.one_of(
+        st.just(Dot()), st.builds(Circle, st.integers(-(2**63), 2**64 - 1), st.none() | st.text())
+    )
+)
+def test_tagged_union_round_trips(shape: Shape) -> None:
+    assert unpack(Shape, pack(shape)) == shape
+
+
+def test_tagged_union_wire_shape_is_serde_external_tagging() -> None:
+    assert msgpack.unpackb(pack(Dot())) == "Dot"
+    assert msgpack.unpackb(pack(Circle(2))) == {"Circle": {"radius": 2, "label": None}}
+    assert unpack(Shape, msgpack.packb({"Dot": {}})) == Dot()
+    assert unpack(Shape, msgpack.packb({"Circle": {"radius": 3}})) == Circle(3)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        "Square",
+        {"Circle": {"radius": 1, "colour": "red"}},
+        {"Circle": [1]},
+        {"Dot": {}, "Circle": {"radius": 1}},
+        7,
+        {"Circle": {"radius": "big"}},
+    ],
+)
+def test_tagged_union_refuses_bad_shapes(wire: object) -> None:
+    with pytest.raises(DecodeError):
+        unpack(Shape, msgpack.packb(wire))

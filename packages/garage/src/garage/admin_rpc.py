@@ -27,16 +27,14 @@ out by the node that receives them to every node of the current layout, and answ
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Self
+from typing import TYPE_CHECKING, Final
 
 from garage_rpc.layout import LayoutHistory
 from garage_rpc.net import Endpoint
 from garage_util.data import FixedBytes32
-from garage_util.encode import from_wire, to_wire
+from garage_util.encode import TaggedUnion, tagged_variants
 from garage_util.errors import GarageError
 
 if TYPE_CHECKING:
@@ -116,63 +114,13 @@ class AdminRpcError(GarageError):
 # ------------------------------------------------------------------ tagged unions
 
 
-class _Tagged:
-    """Base of a tagged union whose variants are frozen dataclasses (module docstring).
-
-    A union's base lists its variants in ``_VARIANTS`` once they are defined.
-    """
-
-    __slots__ = ()
-
-    _VARIANTS: ClassVar[dict[str, type[_Tagged]]]
-
-    def __to_wire__(self) -> object:
-        fields = _field_types(type(self))
-        return {type(self).__name__: {n: to_wire(getattr(self, n)) for n in fields}}
-
-    @classmethod
-    def __from_wire__(cls, obj: object, type_args: tuple[object, ...]) -> Self:
-        del type_args  # not generic
-        if type(obj) is not dict or len(obj) != 1:
-            raise ValueError(f"a {cls.__name__} is a one-entry map")
-        ((tag, body),) = obj.items()
-        variant = cls._VARIANTS.get(tag) if type(tag) is str else None
-        if variant is None or not issubclass(variant, cls):
-            raise ValueError(f"{tag!r} is not a variant of {cls.__name__}")
-        if type(body) is not dict:
-            raise ValueError(f"the fields of {tag} must be a map")
-        types = _field_types(variant)
-        kwargs: dict[str, object] = {}
-        for name, raw in body.items():
-            if name not in types:
-                raise ValueError(f"{tag} has no field {name!r}")
-            kwargs[name] = from_wire(types[name], raw)
-        return variant(**kwargs)
-
-
-#: Field types per variant, resolved on first use (every class exists by then).
-_FIELD_TYPES: dict[type, dict[str, object]] = {}
-
-
-def _field_types(variant: type) -> dict[str, object]:
-    types = _FIELD_TYPES.get(variant)
-    if types is None:
-        hints = typing.get_type_hints(variant)
-        types = _FIELD_TYPES[variant] = {f.name: hints[f.name] for f in dataclasses.fields(variant)}
-    return types
-
-
-def _variants(*variants: type[_Tagged]) -> dict[str, type[_Tagged]]:
-    return {v.__name__: v for v in variants}
-
-
-class AdminRequest(_Tagged):
+class AdminRequest(TaggedUnion):
     """What the CLI asks a node: one of the request variants of this module."""
 
     __slots__ = ()
 
 
-class AdminResponse(_Tagged):
+class AdminResponse(TaggedUnion):
     """What a node answers: one of the response variants of this module."""
 
     __slots__ = ()
@@ -456,7 +404,7 @@ class SnapshotMetadata(AdminRequest):
     all_nodes: bool = False
 
 
-AdminRequest._VARIANTS = _variants(
+AdminRequest.VARIANTS = tagged_variants(
     ListBuckets,
     GetBucketInfo,
     CreateBucket,
@@ -846,7 +794,7 @@ class PerNode(AdminResponse):
     answers: tuple[NodeAnswer, ...]
 
 
-AdminResponse._VARIANTS = _variants(
+AdminResponse.VARIANTS = tagged_variants(
     Done,
     Failed,
     BucketListing,

@@ -12,7 +12,8 @@ therefore accepts only values with one obvious encoding:
 - dataclasses as maps from field name to value, in field declaration order (names make
   format changes visible and migrations explicit);
 - ``dict`` as maps with keys sorted by their own encoding;
-- any class defining ``__to_wire__(self)`` and ``__from_wire__(cls, obj, type_args)``.
+- any class defining ``__to_wire__(self)`` and ``__from_wire__(cls, obj, type_args)``, such
+  as the variants of a :class:`TaggedUnion` (Rust serde's externally tagged enums).
 
 Floats, sets and arbitrary objects are refused: their encoding would not be canonical.
 
@@ -47,11 +48,13 @@ from .data import HASH_LEN, FixedBytes32
 from .errors import DecodeError, UnknownVersionError
 
 __all__ = [
+    "TaggedUnion",
     "Versioned",
     "decode_versioned",
     "encode_versioned",
     "from_wire",
     "pack",
+    "tagged_variants",
     "to_wire",
     "unpack",
 ]
@@ -517,3 +520,83 @@ def _migrate_up(chain: list[type[Versioned]], depth: int, value: object) -> obje
     for fmt in reversed(chain[:depth]):
         value = fmt.migrate(value)
     return value
+
+
+# ------------------------------------------------------------------------------ tagged unions
+
+
+class TaggedUnion:
+    """Base of a union whose variants are frozen dataclasses, encoded like Rust serde's
+    externally tagged enums: a variant without fields as its name, any other as
+    ``{name: {field: value}}`` (a fieldless variant given as ``{name: {}}`` decodes too).
+
+    Each union is a subclass that lists its variants, once they are defined, with
+    ``Union.VARIANTS = tagged_variants(A, B)``; the variants subclass the union. Decoding
+    refuses an unknown variant, an unknown field, or a shape that is neither form.
+
+    Example::
+
+        class Shape(TaggedUnion): ...
+
+        @dataclass(frozen=True, slots=True)
+        class Dot(Shape): ...  # encodes as "Dot"
+
+        @dataclass(frozen=True, slots=True)
+        class Circle(Shape):
+            radius: int  # encodes as {"Circle": {"radius": 2}}
+
+        Shape.VARIANTS = tagged_variants(Dot, Circle)
+    """
+
+    __slots__ = ()
+
+    #: The variants by name (set by the union with :func:`tagged_variants`).
+    VARIANTS: ClassVar[dict[str, type[TaggedUnion]]]
+
+    def __to_wire__(self) -> object:
+        names = _variant_fields(type(self))
+        if not names:
+            return type(self).__name__
+        return {type(self).__name__: {n: to_wire(getattr(self, n)) for n in names}}
+
+    @classmethod
+    def __from_wire__(cls, obj: object, type_args: tuple[object, ...]) -> Self:
+        del type_args  # not generic
+        body: object
+        if type(obj) is str:
+            tag, body = obj, {}
+        elif type(obj) is dict and len(obj) == 1:
+            ((tag, body),) = obj.items()
+        else:
+            raise ValueError(f"a {cls.__name__} is a variant name or a one-entry map")
+        variant = cls.VARIANTS.get(tag) if type(tag) is str else None
+        if variant is None or not issubclass(variant, cls):
+            raise ValueError(f"{tag!r} is not a variant of {cls.__name__}")
+        if type(body) is not dict:
+            raise ValueError(f"the fields of {tag} must be a map")
+        types = _variant_fields(variant)
+        kwargs: dict[str, object] = {}
+        for name, raw in body.items():
+            if name not in types:
+                raise ValueError(f"{tag} has no field {name!r}")
+            kwargs[name] = from_wire(types[name], raw)
+        return variant(**kwargs)
+
+
+def tagged_variants(*variants: type[TaggedUnion]) -> dict[str, type[TaggedUnion]]:
+    """The ``VARIANTS`` of a :class:`TaggedUnion`: each variant class by its name."""
+    return {v.__name__: v for v in variants}
+
+
+#: Field types per variant, resolved on first use (every variant class exists by then).
+_VARIANT_FIELDS: dict[type, dict[str, object]] = {}
+
+
+def _variant_fields(variant: type) -> dict[str, object]:
+    """The fields of a variant dataclass and their types, in declaration order."""
+    types = _VARIANT_FIELDS.get(variant)
+    if types is None:
+        hints = typing.get_type_hints(variant)
+        fields = dataclasses.fields(variant)
+        types = _VARIANT_FIELDS[variant] = {f.name: hints[f.name] for f in fields}
+    return types

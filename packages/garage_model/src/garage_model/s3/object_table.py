@@ -48,18 +48,22 @@ name, so renaming a variant is a format change.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import itertools
-import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Self, final
+from typing import TYPE_CHECKING, ClassVar, Final, final
 
 from garage_model.bucket_table import UuidKey
 from garage_table.schema import EmptyKey, StringKey, TableEntry, TableSchema
 from garage_util.crdt import Crdt, merge_values
 from garage_util.data import Hash, Uuid
-from garage_util.encode import Versioned, decode_versioned, encode_versioned, from_wire, to_wire
+from garage_util.encode import (
+    TaggedUnion,
+    Versioned,
+    decode_versioned,
+    encode_versioned,
+    tagged_variants,
+)
 
 from .mpu_table import BYTES, ChecksumAlgorithm, ChecksumValue, MultipartUpload
 from .version_table import ObjectBacklink, Version
@@ -104,67 +108,6 @@ OBJECTS: Final = "objects"
 UNFINISHED_UPLOADS: Final = "unfinished_uploads"
 
 
-# ------------------------------------------------------------------ tagged unions
-
-
-class _TaggedUnion:
-    """Base of a union whose variants are frozen dataclasses (see the module docstring).
-
-    The union's base class lists its variants in ``_VARIANTS`` (set once they exist).
-    """
-
-    __slots__ = ()
-
-    _VARIANTS: ClassVar[dict[str, type[_TaggedUnion]]]
-
-    def __to_wire__(self) -> object:
-        names = _field_types(type(self))
-        if not names:
-            return type(self).__name__
-        return {type(self).__name__: {n: to_wire(getattr(self, n)) for n in names}}
-
-    @classmethod
-    def __from_wire__(cls, obj: object, type_args: tuple[object, ...]) -> Self:
-        del type_args  # not generic
-        body: object
-        if type(obj) is str:
-            tag, body = obj, {}
-        elif type(obj) is dict and len(obj) == 1:
-            ((tag, body),) = obj.items()
-        else:
-            raise ValueError(f"a {cls.__name__} is a variant name or a one-entry map")
-        variant = cls._VARIANTS.get(tag) if type(tag) is str else None
-        if variant is None or not issubclass(variant, cls):
-            raise ValueError(f"{tag!r} is not a variant of {cls.__name__}")
-        if type(body) is not dict:
-            raise ValueError(f"the fields of {tag} must be a map")
-        types = _field_types(variant)
-        kwargs: dict[str, object] = {}
-        for name, raw in body.items():
-            if name not in types:
-                raise ValueError(f"{tag} has no field {name!r}")
-            kwargs[name] = from_wire(types[name], raw)
-        return variant(**kwargs)
-
-
-def _field_types(variant: type) -> dict[str, object]:
-    """The fields of a variant dataclass and their types, in declaration order."""
-    types = _FIELD_TYPES.get(variant)
-    if types is None:
-        hints = typing.get_type_hints(variant)
-        fields = dataclasses.fields(variant)
-        types = _FIELD_TYPES[variant] = {f.name: hints[f.name] for f in fields}
-    return types
-
-
-#: Field types per variant, resolved on first use (every variant class must exist then).
-_FIELD_TYPES: dict[type, dict[str, object]] = {}
-
-
-def _variants(*variants: type[_TaggedUnion]) -> dict[str, type[_TaggedUnion]]:
-    return {v.__name__: v for v in variants}
-
-
 # ------------------------------------------------------------------ metadata
 
 
@@ -198,7 +141,7 @@ class ObjectVersionMetaInner(Versioned):
         return decode_versioned(cls, data)
 
 
-class ObjectVersionEncryption(_TaggedUnion):
+class ObjectVersionEncryption(TaggedUnion):
     """How an object's metadata and data are stored: :class:`Plaintext` or :class:`SseC`."""
 
     __slots__ = ()
@@ -226,7 +169,7 @@ class SseC(ObjectVersionEncryption):
     compressed: bool
 
 
-ObjectVersionEncryption._VARIANTS = _variants(Plaintext, SseC)
+ObjectVersionEncryption.VARIANTS = tagged_variants(Plaintext, SseC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +187,7 @@ class ObjectVersionMeta:
     encryption: ObjectVersionEncryption
 
 
-class ObjectVersionData(_TaggedUnion):
+class ObjectVersionData(TaggedUnion):
     """A complete version's data: :class:`DeleteMarker`, :class:`Inline` or
     :class:`FirstBlock`."""
 
@@ -285,13 +228,13 @@ class FirstBlock(ObjectVersionData):
     first_block_hash: Hash
 
 
-ObjectVersionData._VARIANTS = _variants(DeleteMarker, Inline, FirstBlock)
+ObjectVersionData.VARIANTS = tagged_variants(DeleteMarker, Inline, FirstBlock)
 
 
 # ------------------------------------------------------------------ version states
 
 
-class ObjectVersionState(_TaggedUnion):
+class ObjectVersionState(TaggedUnion):
     """The state of a version: :class:`Uploading`, :class:`Complete` or :class:`Aborted`.
 
     States of one version merge with :meth:`merge` (a join; see the module docstring).
@@ -352,7 +295,7 @@ class Aborted(ObjectVersionState):
     completed: bool = False
 
 
-ObjectVersionState._VARIANTS = _variants(Uploading, Complete, Aborted)
+ObjectVersionState.VARIANTS = tagged_variants(Uploading, Complete, Aborted)
 
 
 def _was_completed(state: ObjectVersionState) -> bool:
