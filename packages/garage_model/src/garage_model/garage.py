@@ -35,7 +35,7 @@ from garage_table import (
     TableShardedReplication,
     TableTimings,
 )
-from garage_table.schema import EmptyKey
+from garage_table.schema import DeletedFilter, EmptyKey, StringKey
 from garage_util.background import BackgroundRunner, BgVars
 from garage_util.clock import now_msec
 from garage_util.db import open_db
@@ -51,7 +51,14 @@ from .block import (
 from .bucket_alias_table import BucketAlias, BucketAliasSchema
 from .bucket_table import Bucket, BucketSchema, UuidKey
 from .helper import BucketHelper, KeyHelper, LockedHelper
-from .index_counter import CounterEntry, CounterSchema, IndexCounter
+from .index_counter import CounterEntry, CounterFilter, CounterSchema, IndexCounter
+from .k2v import (
+    K2V_COUNTER_TABLE,
+    K2VItem,
+    K2VItemSchema,
+    K2VRpcHandler,
+    SubscriptionManager,
+)
 from .key_table import Key, KeySchema
 from .lifecycle import LifecycleWorker, lifecycle_clock
 from .s3 import (
@@ -242,6 +249,26 @@ class Garage:
             sharded,
         )
 
+        self.k2v_counter_table: ReplicatedTable[CounterEntry[UuidKey, StringKey]] = self._table(
+            CounterSchema(K2V_COUNTER_TABLE, UuidKey, StringKey), sharded
+        )
+        self.k2v_counter = IndexCounter(
+            K2V_COUNTER_TABLE, self.db, self.k2v_counter_table.data, me, clock_ms=clock_ms
+        )
+        self.k2v_subscriptions = SubscriptionManager()
+        self.k2v_item_table: ReplicatedTable[K2VItem] = self._table(
+            K2VItemSchema(self.k2v_counter, self.db, me, on_change=self.k2v_subscriptions.notify),
+            sharded,
+        )
+        self.k2v_rpc = K2VRpcHandler(
+            self.k2v_item_table,
+            self.netapp,
+            self.rpc,
+            self.k2v_subscriptions,
+            strategy=RequestStrategy(timeout_s=rpc_timeout_s),
+            clock_ms=clock_ms,
+        )
+
         self.bucket_helper = BucketHelper(
             self.bucket_table.table, self.bucket_alias_table.table, self.key_table.table
         )
@@ -299,6 +326,8 @@ class Garage:
             self.mpu_table,
             self.object_counter_table,
             self.object_table,
+            self.k2v_counter_table,
+            self.k2v_item_table,
         ]
 
     @property
@@ -309,13 +338,16 @@ class Garage:
     # ------------------------------------------------------------------ queries
 
     async def bucket_is_empty(self, bucket_id: Uuid) -> bool:
-        """True when the bucket holds no object and no unfinished upload (quorum reads)."""
+        """True when the bucket holds no object, no unfinished upload and no K2V item
+        (quorum reads; K2V items through their per-partition counters, as Garage)."""
         pk = UuidKey(bucket_id)
         for filter in (ObjectFilter.IS_DATA, ObjectFilter.uploading()):
             found = await self.object_table.table.get_range(pk, filter=filter, limit=1)
             if found:
                 return False
-        return True
+        k2v_filter = CounterFilter(DeletedFilter.NOT_DELETED, tuple(self.counter_nodes()))
+        k2v = await self.k2v_counter_table.table.get_range(pk, filter=k2v_filter, limit=1)
+        return not k2v
 
     def counter_nodes(self) -> list[Uuid]:
         """The nodes whose counter values count: storage nodes of the live layout versions."""
