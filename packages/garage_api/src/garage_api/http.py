@@ -169,11 +169,14 @@ class Response:
         headers: ``(name, value)`` pairs.
         body: the whole body, or an async iterable of chunks (streamed; set
             ``Content-Length`` in ``headers`` when it is known).
+        endpoint: the API operation that answered (``"GetObject"``), for metrics; empty
+            when the request was not routed to one (metrics then use the method).
     """
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | AsyncIterable[bytes] = b""
+    endpoint: str = ""
 
 
 Handler: TypeAlias = "Callable[[Request], Awaitable[Response]]"

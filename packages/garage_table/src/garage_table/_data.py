@@ -46,11 +46,18 @@ Invariants:
 
 GC bookkeeping is written inside the update transaction rather than just after it (as
 Garage does), so a crash between the two cannot leave a tombstone that is never collected.
+
+Committed changes are counted (:meth:`TableData.statistics`; Garage's
+``internal_update_counter``/``internal_delete_counter``) after their transaction returns,
+so a rolled-back write is not counted. They are bumped without a lock from whatever thread
+wrote: an increment costs nothing, and a metric that in some rare thread interleaving
+misses one is harmless.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from garage_util.clock import now_msec
@@ -70,7 +77,7 @@ if TYPE_CHECKING:
     from .replication import TableReplication
     from .schema import PartitionKey, SortKey, TableSchema
 
-__all__ = ["GC_TODO_TS_BYTES", "TableData"]
+__all__ = ["GC_TODO_TS_BYTES", "TableData", "TableDataStatistics"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,19 @@ E = TypeVar("E", bound=TableEntry[Any, Any])
 #: Width of the big-endian millisecond timestamp that prefixes ``gc_todo_v2`` keys, so
 #: that the GC worker scans them in time order (Garage's ``GcTodoEntry``).
 GC_TODO_TS_BYTES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TableDataStatistics:
+    """The committed changes of a table's local store since start.
+
+    Attributes:
+        internal_updates: entries created or changed (their stored bytes differ).
+        internal_deletes: entries deleted (GC, offload after a layout change).
+    """
+
+    internal_updates: int
+    internal_deletes: int
 
 
 @final
@@ -100,6 +120,7 @@ class TableData(Generic[E]):
     __slots__ = (
         "_clock_ms",
         "_db",
+        "_deletes",
         "_gc_todo",
         "_insert_queue",
         "_insert_queue_notify",
@@ -109,6 +130,7 @@ class TableData(Generic[E]):
         "_replication",
         "_schema",
         "_store",
+        "_updates",
     )
 
     # The schema's key and filter parameters are Any: TableData handles any keys through
@@ -136,6 +158,7 @@ class TableData(Generic[E]):
         self._merkle_updater = MerkleUpdater(db, merkle_tree, merkle_todo, replication)
         self._merkle_todo_notify = Notifier()
         self._insert_queue_notify = Notifier()
+        self._updates = self._deletes = 0
 
     def __repr__(self) -> str:
         return f"<TableData {self.name!r}>"
@@ -347,7 +370,10 @@ class TableData(Generic[E]):
             tx.on_commit(self._merkle_todo_notify.notify)
             return new
 
-        return self._db.transaction(txn)
+        new = self._db.transaction(txn)
+        if new is not None:
+            self._updates += 1
+        return new
 
     def _leads_gc(self, key: bytes) -> bool:
         """True when this node is the first storage node of the entry's partition."""
@@ -385,7 +411,10 @@ class TableData(Generic[E]):
             tx.on_commit(self._merkle_todo_notify.notify)
             return True
 
-        return self._db.transaction(txn)
+        deleted = self._db.transaction(txn)
+        if deleted:
+            self._deletes += 1
+        return deleted
 
     def queue_insert(self, tx: Transaction, entry: E) -> None:
         """Queue ``entry`` for a cluster-wide insert, inside the caller's transaction.
@@ -401,6 +430,10 @@ class TableData(Generic[E]):
         tx.on_commit(self._insert_queue_notify.notify)
 
     # ------------------------------------------------------------------ statistics
+
+    def statistics(self) -> TableDataStatistics:
+        """The changes committed so far (a snapshot; never blocks)."""
+        return TableDataStatistics(self._updates, self._deletes)
 
     def gc_todo_len(self) -> int:
         """How many tombstones wait for GC on this node (sqlite counts: O(n))."""

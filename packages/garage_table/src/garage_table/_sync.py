@@ -30,6 +30,9 @@ once when triggered (:meth:`SyncWorker.add_full_sync`: layout change, a peer cam
 ``garage repair tables``). When one completes for layout version v, the node records in
 the layout's ``sync_map`` that it holds all data of v, which lets old layout versions be
 retired once every node has done so.
+
+Items pushed to and merged from peers are counted (:meth:`TableSyncer.statistics`;
+Garage's ``table.sync_items_sent``/``sync_items_received``) for the node's metrics.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ __all__ = [
     "NodeAnswer",
     "RootCkDifferent",
     "RootCkHash",
+    "SyncStatistics",
     "SyncWorker",
     "TableSyncer",
 ]
@@ -126,6 +130,19 @@ class Items:
     values: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SyncStatistics:
+    """The anti-entropy traffic of one table on this node since start.
+
+    Attributes:
+        items_sent: entries pushed to peers (sync and offload).
+        items_received: entries received from peers' syncs and offloads.
+    """
+
+    items_sent: int
+    items_received: int
+
+
 @final
 class TableSyncer(Generic[E]):
     """The anti-entropy protocol of one table on one node.
@@ -137,7 +154,16 @@ class TableSyncer(Generic[E]):
             (the node raises its ``sync_map`` tracker with it).
     """
 
-    __slots__ = ("_data", "_ep_get_node", "_ep_items", "_ep_root", "_netapp", "_on_synced")
+    __slots__ = (
+        "_data",
+        "_ep_get_node",
+        "_ep_items",
+        "_ep_root",
+        "_items_received",
+        "_items_sent",
+        "_netapp",
+        "_on_synced",
+    )
 
     def __init__(
         self,
@@ -149,6 +175,7 @@ class TableSyncer(Generic[E]):
         self._data = data
         self._netapp = netapp
         self._on_synced = on_synced
+        self._items_sent = self._items_received = 0
         prefix = f"garage_table/sync.rs/Rpc:{data.name}"
         self._ep_root = Endpoint(f"{prefix}/RootCkHash", RootCkHash, RootCkDifferent)
         self._ep_get_node = Endpoint(f"{prefix}/GetNode", GetNode, NodeAnswer)
@@ -184,6 +211,10 @@ class TableSyncer(Generic[E]):
     def data(self) -> TableData[E]:
         """The local store this syncer pushes from."""
         return self._data
+
+    def statistics(self) -> SyncStatistics:
+        """The items sent and received so far (a snapshot; never blocks)."""
+        return SyncStatistics(self._items_sent, self._items_received)
 
     async def synced(self, layout_version: int) -> None:
         """Reports that every partition was synced as of ``layout_version``."""
@@ -244,10 +275,12 @@ class TableSyncer(Generic[E]):
             if len(batch) >= ITEMS_BATCH:
                 await self._call(peer, self._ep_items, Items(tuple(batch)))
                 sent += len(batch)
+                self._items_sent += len(batch)
                 batch = []
         if batch:
             await self._call(peer, self._ep_items, Items(tuple(batch)))
             sent += len(batch)
+            self._items_sent += len(batch)
         return sent
 
     async def offload(self, partition: SyncPartition) -> int:
@@ -272,6 +305,7 @@ class TableSyncer(Generic[E]):
                     tg.start_soon(self._send_collecting, node, message, errors)
             if errors:
                 raise errors[0]  # every storage node must have the items before we drop them
+            self._items_sent += len(items) * len(nodes)
             for key, value in items:
                 await anyio.to_thread.run_sync(self._data.delete_if_equal, key, value)
             total += len(items)
@@ -321,6 +355,7 @@ class TableSyncer(Generic[E]):
         self, msg: Items, from_node: NodeId, stream: ByteReceiveStream | None
     ) -> tuple[None, AttachedStream | None]:
         await anyio.to_thread.run_sync(self._data.update_many, list(msg.values))
+        self._items_received += len(msg.values)
         return None, None
 
 

@@ -21,6 +21,10 @@ garbage collection removes it later, once every replica has it.
 
 Background read repairs run in the table's own task group (:meth:`Table.run`), never in
 the caller's, so a request is not held up by them.
+
+Each operation is counted, with its duration, in plain integers (:meth:`Table.statistics`;
+Garage: src/table/metrics.rs ``get_request_*``/``put_request_*``), which the node's
+metrics exporter reads at scrape time.
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ if TYPE_CHECKING:
     from ._data import TableData
     from .replication import TableReplication
 
-__all__ = ["ReadEntry", "ReadEntryResponse", "ReadRange", "Table", "Update"]
+__all__ = [
+    "ReadEntry",
+    "ReadEntryResponse",
+    "ReadRange",
+    "Table",
+    "TableRequestStatistics",
+    "Update",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +106,24 @@ class Update:
     """Request (and ReadRange answer): encoded entries to merge."""
 
     values: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TableRequestStatistics:
+    """The quorum operations this node made on one table since start (ended ones, whether
+    they succeeded or not).
+
+    Attributes:
+        get_requests: ``get`` and ``get_range`` calls.
+        get_duration_s: their total duration in seconds.
+        put_requests: ``insert`` and ``insert_many`` calls.
+        put_duration_s: their total duration in seconds.
+    """
+
+    get_requests: int
+    get_duration_s: float
+    put_requests: int
+    put_duration_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +169,12 @@ class Table(Generic[E]):
         "_ep_range",
         "_ep_read",
         "_ep_update",
+        "_get_s",
+        "_gets",
         "_layout",
         "_netapp",
+        "_put_s",
+        "_puts",
         "_replication",
         "_rpc",
         "_schema",
@@ -167,6 +200,8 @@ class Table(Generic[E]):
         self._rpc = rpc
         self._strategy = strategy
         self._background = BackgroundTasks(f"read repairs of table {schema.TABLE_NAME}")
+        self._gets = self._puts = 0
+        self._get_s = self._put_s = 0.0
         prefix = f"garage_table/table.rs/Rpc:{schema.TABLE_NAME}"
         self._ep_read = Endpoint(f"{prefix}/ReadEntry", ReadEntry, ReadEntryResponse)
         self._ep_range = Endpoint(f"{prefix}/ReadRange", ReadRange, Update)
@@ -188,6 +223,10 @@ class Table(Generic[E]):
     def replication(self) -> TableReplication:
         """The placement of this table."""
         return self._replication
+
+    def statistics(self) -> TableRequestStatistics:
+        """The operations made so far on this table (a snapshot; never blocks)."""
+        return TableRequestStatistics(self._gets, self._get_s, self._puts, self._put_s)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -215,13 +254,18 @@ class Table(Generic[E]):
         """
         if not entries:
             return
-        if self._layout is None:
-            await self._insert_many(entries)
-            return
-        # The node sets below come from the current layout; until this write is done, the
-        # node does not acknowledge a newer version.
-        with self._layout.write_in_flight():
-            await self._insert_many(entries)
+        start = anyio.current_time()
+        try:
+            if self._layout is None:
+                await self._insert_many(entries)
+                return
+            # The node sets below come from the current layout; until this write is done,
+            # the node does not acknowledge a newer version.
+            with self._layout.write_in_flight():
+                await self._insert_many(entries)
+        finally:
+            self._puts += 1
+            self._put_s += anyio.current_time() - start
 
     async def _insert_many(self, entries: Sequence[E]) -> None:
         per_node: dict[Uuid, list[bytes]] = {}
@@ -259,6 +303,14 @@ class Table(Generic[E]):
             QuorumError: when too few replicas answered.
             NoLayoutError: when the cluster has no layout yet.
         """
+        start = anyio.current_time()
+        try:
+            return await self._get(partition_key, sort_key)
+        finally:
+            self._gets += 1
+            self._get_s += anyio.current_time() - start
+
+    async def _get(self, partition_key: PartitionKey, sort_key: SortKey) -> E | None:
         pk_hash = partition_key.hash()
         nodes = self._read_nodes(pk_hash)
         request = ReadEntry(pk_hash, sort_key.sort_key())
@@ -296,6 +348,21 @@ class Table(Generic[E]):
         """
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
+        start = anyio.current_time()
+        try:
+            return await self._get_range(partition_key, begin_sort_key, filter, limit, order)
+        finally:
+            self._gets += 1
+            self._get_s += anyio.current_time() - start
+
+    async def _get_range(
+        self,
+        partition_key: PartitionKey,
+        begin_sort_key: SortKey | None,
+        filter: object | None,
+        limit: int,
+        order: EnumerationOrder,
+    ) -> list[E]:
         pk_hash = partition_key.hash()
         nodes = self._read_nodes(pk_hash)
         request = ReadRange(

@@ -187,8 +187,10 @@ class S3Api:
     async def handle(self, request: Request) -> Response:
         """Answers one request (never raises)."""
         request_id = secrets.token_hex(8).upper()
+        endpoint: Endpoint | None = None
         try:
-            response = await self._handle(request, request_id)
+            endpoint = self._route(request)
+            response = await self._handle(request, endpoint, request_id)
         except S3Error as exc:
             response = self._error(exc, request, request_id)
         except SignatureError as exc:
@@ -210,6 +212,8 @@ class S3Api:
             error = S3Error.from_code("InternalError", "internal error (see the node's log)")
             response = self._error(error, request, request_id)
         response.headers.append(("x-amz-request-id", request_id))
+        if endpoint is not None:
+            response.endpoint = endpoint.name
         return response
 
     def _error(self, error: S3Error, request: Request, request_id: str) -> Response:
@@ -220,9 +224,9 @@ class S3Api:
         headers.append(("content-type", _XML))
         return Response(error.status, headers, error.to_xml(request_id))
 
-    async def _handle(self, request: Request, request_id: str) -> Response:
+    def _route(self, request: Request) -> Endpoint:
         query = parse_qsl(request.query_string, keep_blank_values=True)
-        endpoint = parse_request(
+        return parse_request(
             request.method,
             request.header("host"),
             request.raw_path,
@@ -230,6 +234,8 @@ class S3Api:
             request.headers,
             root_domain=self.root_domain,
         )
+
+    async def _handle(self, request: Request, endpoint: Endpoint, request_id: str) -> Response:
         if endpoint.operation is Operation.OPTIONS:
             return await self._preflight(request, endpoint)
         if endpoint.operation is Operation.POST_OBJECT:

@@ -43,6 +43,9 @@ and re-checking under the db), or fetch a needed missing one from the other node
 Blocking work (file I/O, hashing, zstd, db transactions) runs in worker threads, file and
 CPU work under one capacity limiter so that a burst of requests does not start hundreds
 of threads reading 1 MiB each.
+
+Local reads, writes, deletions and corruptions are counted on the event loop
+(:meth:`BlockManager.statistics`; Garage: src/block/metrics.rs) for the node's metrics.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ __all__ = [
     "NEED_BLOCK_QUERY",
     "PUT_BLOCK",
     "BlockManager",
+    "BlockManagerStatistics",
     "BlockStream",
     "GetBlock",
     "NeedBlockQuery",
@@ -348,6 +352,33 @@ def _verified_content(hash: Hash, block: DataBlock) -> bytes:
 # ---------------------------------------------------------------------------- RAM budget
 
 
+@dataclass(frozen=True, slots=True)
+class BlockManagerStatistics:
+    """What the block manager did on this node's disks since start.
+
+    Attributes:
+        bytes_read: bytes of block files read (as stored: compressed or not).
+        reads: block files read.
+        read_duration_s: total seconds spent reading them (verification included).
+        bytes_written: bytes of block files written.
+        writes: block files written.
+        write_duration_s: total seconds spent writing them.
+        deleted: blocks deleted (no longer referenced).
+        corruptions: corrupt local copies found on read.
+        ram_buffer_free_kb: KiB of the RAM budget of puts (``block_ram_buffer_max``) free.
+    """
+
+    bytes_read: int
+    reads: int
+    read_duration_s: float
+    bytes_written: int
+    writes: int
+    write_duration_s: float
+    deleted: int
+    corruptions: int
+    ram_buffer_free_kb: int
+
+
 @final
 class _RamBudget:
     """Bytes of block data being sent, in KiB permits (Garage: ``buffer_kb_semaphore``).
@@ -368,6 +399,10 @@ class _RamBudget:
     @property
     def used_bytes(self) -> int:
         return (self._total - self._free) * 1024
+
+    @property
+    def free_kb(self) -> int:
+        return self._free
 
     async def acquire(self, n_bytes: int) -> int:
         """Takes the permits for ``n_bytes``; returns how many, for :meth:`release`."""
@@ -479,6 +514,9 @@ class BlockManager:
             2 * timeout_ms if incref_check_delay_ms is None else incref_check_delay_ms
         )
         self._ram = _RamBudget(ram_buffer_max)
+        self._bytes_read = self._reads = self._bytes_written = self._writes = 0
+        self._deleted = self._corruptions = 0
+        self._read_s = self._write_s = 0.0
         self._limiter = anyio.CapacityLimiter(_BLOCK_THREADS)
         self._ref_counter: Callable[[Hash], int] | None = None
         self._scrub: ScrubWorker | None = None
@@ -530,6 +568,20 @@ class BlockManager:
         """Block bytes of puts still being sent (including after their quorum)."""
         return self._ram.used_bytes
 
+    def statistics(self) -> BlockManagerStatistics:
+        """What was read, written and deleted so far (a snapshot; never blocks)."""
+        return BlockManagerStatistics(
+            bytes_read=self._bytes_read,
+            reads=self._reads,
+            read_duration_s=self._read_s,
+            bytes_written=self._bytes_written,
+            writes=self._writes,
+            write_duration_s=self._write_s,
+            deleted=self._deleted,
+            corruptions=self._corruptions,
+            ram_buffer_free_kb=self._ram.free_kb,
+        )
+
     @property
     def scrub_worker(self) -> ScrubWorker | None:
         """The scrub worker made by :meth:`workers` (None before, or without scrub)."""
@@ -550,9 +602,6 @@ class BlockManager:
         return block_read_nodes_of(
             self._layout.helper, hash, our_id=self._netapp.id, order=self._rpc.request_order
         )
-
-    async def _run(self, fn: Callable[[], object]) -> None:
-        await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
     # ------------------------------------------------------------------ reference counts
 
@@ -815,6 +864,7 @@ class BlockManager:
             NoSuchBlockError: no local copy.
             CorruptBlockError: the copy failed verification.
         """
+        start = anyio.current_time()
         try:
             block: DataBlock = await anyio.to_thread.run_sync(
                 self._store.read_block, hash, limiter=self._limiter
@@ -826,16 +876,24 @@ class BlockManager:
                 )
             raise
         except CorruptBlockError:
+            self._corruptions += 1
             await anyio.to_thread.run_sync(self.resync.put_to_resync, hash, 0)
             raise
+        self._reads += 1
+        self._bytes_read += len(block.data)
+        self._read_s += anyio.current_time() - start
         return block
 
     async def write_block_local(self, hash: Hash, block: DataBlock) -> None:
         """Writes a (verified) block to this node's store."""
+        start = anyio.current_time()
         await anyio.to_thread.run_sync(
             functools.partial(self._store.write_block, hash, block, fsync=self._data_fsync),
             limiter=self._limiter,
         )
+        self._writes += 1
+        self._bytes_written += len(block.data)
+        self._write_s += anyio.current_time() - start
 
     def need_block(self, hash: Hash) -> bool:
         """True when this node has references to ``hash`` but no copy. Blocking."""
@@ -933,18 +991,25 @@ class BlockManager:
             "deleting unneeded block %s (offloaded to %d of %d nodes)",
             hash, len(need_nodes), len(others),
         )  # fmt: skip
-        await self._run(functools.partial(self._delete_if_unneeded, hash))
+        deleted: bool = await anyio.to_thread.run_sync(
+            self._delete_if_unneeded, hash, limiter=self._limiter
+        )
+        if deleted:
+            self._deleted += 1
 
-    def _delete_if_unneeded(self, hash: Hash) -> None:
-        """Deletes the local copies if the rc still says so, then clears the rc entry.
+    def _delete_if_unneeded(self, hash: Hash) -> bool:
+        """Deletes the local copies if the rc still says so, then clears the rc entry;
+        True when a copy was removed.
 
         A reference that arrives between the check and the deletion (a new PUT of the same
         content) is not lost: its incref queued a resync that will fetch the block back.
         """
         now = self._clock_ms()
-        if self._rc.is_deletable(hash, now):
-            self._store.delete_block(hash)
-            self._rc.clear_deleted_block_rc(self._db, hash, now)
+        if not self._rc.is_deletable(hash, now):
+            return False
+        removed = self._store.delete_block(hash)
+        self._rc.clear_deleted_block_rc(self._db, hash, now)
+        return removed
 
     async def _fetch_missing(self, hash: Hash) -> None:
         if self._netapp.id not in self.storage_nodes_of(hash):

@@ -40,6 +40,9 @@ Invariants:
 - Queue writes from hooks (:meth:`BlockResyncManager.put_to_resync_at`) happen inside the
   caller's transaction; workers are notified after it commits.
 
+Each resync run is counted with its duration and outcome
+(:meth:`BlockResyncManager.statistics`; Garage's ``block.resync_*`` metrics).
+
 The clock (``clock_ms``), the retry delay and the longest idle wait are constructor
 arguments, so tests run the whole cycle in milliseconds. Database calls are blocking:
 the async methods run them with ``anyio.to_thread.run_sync``.
@@ -83,6 +86,7 @@ __all__ = [
     "ResyncErrorInfo",
     "ResyncIterResult",
     "ResyncPersistedConfig",
+    "ResyncStatistics",
     "ResyncWorker",
     "retry_delay_ms",
 ]
@@ -216,6 +220,21 @@ class ResyncPersistedConfig(Versioned):
     tranquility: int = INITIAL_RESYNC_TRANQUILITY
 
 
+@dataclass(frozen=True, slots=True)
+class ResyncStatistics:
+    """The block resyncs this node ran since start.
+
+    Attributes:
+        resyncs: ``resync_block`` calls.
+        errors: those that failed (the block is retried later).
+        duration_s: their total duration in seconds.
+    """
+
+    resyncs: int
+    errors: int
+    duration_s: float
+
+
 @final
 class BlockResyncManager:
     """The persistent resync queue, its error records and its workers' shared state.
@@ -241,6 +260,9 @@ class BlockResyncManager:
         "_notifier",
         "_queue",
         "_queue_len",
+        "_resync_errors",
+        "_resync_s",
+        "_resyncs",
         "_retry_delay_ms",
         "_tranquility",
     )
@@ -273,6 +295,8 @@ class BlockResyncManager:
         self._queue_len: int | None = None
         self._errors_len: int | None = None
         self._counted_at = -float("inf")
+        self._resyncs = self._resync_errors = 0
+        self._resync_s = 0.0
 
     # ------------------------------------------------------------------ settings
 
@@ -461,6 +485,10 @@ class BlockResyncManager:
 
         self._db.transaction(clear)
 
+    def statistics(self) -> ResyncStatistics:
+        """The resyncs run so far (a snapshot; never blocks)."""
+        return ResyncStatistics(self._resyncs, self._resync_errors, self._resync_s)
+
     def cached_counts(self) -> tuple[int | None, int | None]:
         """``(queue length, errored blocks)`` as last counted by a worker (None: not yet)."""
         return self._queue_len, self._errors_len
@@ -504,13 +532,19 @@ class BlockResyncManager:
         postponed = await anyio.to_thread.run_sync(self._postpone_if_backing_off, key, hash, now_ms)
         if postponed:
             return ResyncIterResult(busy=True)
+        start = anyio.current_time()
         try:
             await resync_block(hash)
         except Exception as exc:
+            self._resyncs += 1
+            self._resync_errors += 1
+            self._resync_s += anyio.current_time() - start
             errors = await anyio.to_thread.run_sync(self._record_failure, key, hash)
             logger.warning("resync of block %s failed (%d in a row): %s", hash, errors, exc)
             logger.debug("resync failure of block %s", hash, exc_info=True)
         else:
+            self._resyncs += 1
+            self._resync_s += anyio.current_time() - start
             await anyio.to_thread.run_sync(self._record_success, key, hash)
         return ResyncIterResult(busy=True)
 

@@ -46,6 +46,7 @@ from ._netapp import DEFAULT_HANDSHAKE_TIMEOUT_S as DEFAULT_HANDSHAKE_TIMEOUT_S
 from ._netapp import ConnectionInfo as ConnectionInfo
 from ._netapp import NetApp as NetApp
 from ._netapp import NetAppStatistics as NetAppStatistics
+from ._netapp import RpcCallStatistics as RpcCallStatistics
 from ._netapp import SocketAddr as SocketAddr
 from ._session import GARAGE_VERSION_TAG as GARAGE_VERSION_TAG
 from ._stream import AttachedStream as AttachedStream
@@ -75,6 +76,7 @@ __all__ = [
     "PeerDisconnected",
     "ProtocolError",
     "RemoteError",
+    "RpcCallStatistics",
     "RpcError",
     "RpcTimeout",
     "SocketAddr",

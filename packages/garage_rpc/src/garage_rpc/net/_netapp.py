@@ -15,6 +15,12 @@ node id run the handler in-process: no encoding, no network, same errors.
 :class:`ProtocolError` (the response does not decode). Deadlines are the caller's
 ``anyio.fail_after``; cancelling a call cancels the remote handler.
 
+**Call statistics** (:meth:`NetApp.call_statistics`): every call this node makes, to a
+peer or to itself, is counted by endpoint path and outcome, with the time until its
+response arrived: plain integers and floats on the event loop (the node's Prometheus
+exporter reads them at scrape time). A call cancelled once its deadline passed is a
+*timeout*; one cancelled before (a quorum reached without it) is only *cancelled*.
+
 **One connection per pair, tolerated two.** Both nodes may dial each other at the same
 time; both connections are then kept (each carries calls both ways), and calls use the
 most recent one. A new connection replaces an older one *in the same direction* (the old
@@ -26,6 +32,7 @@ connection to a peer is up, ``on_disconnected`` when its last one is gone.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, cast, final
 
@@ -37,7 +44,14 @@ from garage_util.errors import DecodeError
 
 from ._conn import DEFAULT_MAX_MESSAGE_SIZE, Connection
 from ._endpoint import EndpointRegistry, close_attached
-from ._errors import HandshakeError, NotConnected, ProtocolError, RpcError, RpcTimeout
+from ._errors import (
+    HandshakeError,
+    NotConnected,
+    ProtocolError,
+    RemoteError,
+    RpcError,
+    RpcTimeout,
+)
 from ._framing import PRIO_NORMAL
 from ._keys import NodeId, NodeKey
 from ._session import GARAGE_VERSION_TAG, Hello, open_secure_channel
@@ -59,7 +73,7 @@ if TYPE_CHECKING:
     from ._session import SecureChannel
     from ._stream import AttachedStream
 
-__all__ = ["ConnectionInfo", "NetApp", "NetAppStatistics", "SocketAddr"]
+__all__ = ["ConnectionInfo", "NetApp", "NetAppStatistics", "RpcCallStatistics", "SocketAddr"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +123,50 @@ class NetAppStatistics:
     calls: int
     requests: int
     sending: int
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCallStatistics:
+    """The calls this node made to one endpoint path, since start (see
+    :meth:`NetApp.call_statistics`).
+
+    Attributes:
+        ok: calls answered successfully.
+        errors: calls whose handler failed (:class:`RemoteError`: Garage's "garage error").
+        net_errors: calls the transport failed (not connected, peer gone, bad answer...).
+        timeouts: calls cancelled after their deadline passed.
+        cancelled: calls cancelled before their deadline (e.g. a quorum met without them).
+        duration_s: total seconds until the response (or the failure) of the calls that
+            ended (``ok + errors + net_errors + timeouts`` of them).
+    """
+
+    ok: int
+    errors: int
+    net_errors: int
+    timeouts: int
+    cancelled: int
+    duration_s: float
+
+    @property
+    def ended(self) -> int:
+        """Calls that ended otherwise than by an early cancellation (those timed)."""
+        return self.ok + self.errors + self.net_errors + self.timeouts
+
+
+@final
+class _CallCounter:
+    """The live counters behind :class:`RpcCallStatistics` (event loop only)."""
+
+    __slots__ = ("cancelled", "duration_s", "errors", "net_errors", "ok", "timeouts")
+
+    def __init__(self) -> None:
+        self.ok = self.errors = self.net_errors = self.timeouts = self.cancelled = 0
+        self.duration_s = 0.0
+
+    def snapshot(self) -> RpcCallStatistics:
+        return RpcCallStatistics(
+            self.ok, self.errors, self.net_errors, self.timeouts, self.cancelled, self.duration_s
+        )
 
 
 @final
@@ -162,6 +220,7 @@ class NetApp:
         self._tg: TaskGroup | None = None
         self._listen_host: str | None = None
         self._listen_port: int | None = None
+        self._calls: dict[str, _CallCounter] = {}
 
     def __repr__(self) -> str:
         return f"<NetApp {self.id.short_hex()} listening on port {self._listen_port}>"
@@ -224,6 +283,10 @@ class NetApp:
             requests=sum(s.requests for s in stats),
             sending=sum(s.sending for s in stats),
         )
+
+    def call_statistics(self) -> dict[str, RpcCallStatistics]:
+        """The calls made so far, by endpoint path (a snapshot; never blocks)."""
+        return {path: counter.snapshot() for path, counter in self._calls.items()}
 
     def is_connected(self, node_id: NodeId) -> bool:
         """True when calls to ``node_id`` can be sent now (always for our own id)."""
@@ -562,6 +625,43 @@ class NetApp:
         The caller owns the returned stream: read it to the end, or ``aclose()`` it (which
         cancels the rest of the transfer). It is an async context manager.
         """
+        counter = self._calls.get(endpoint.path)
+        if counter is None:
+            counter = self._calls[endpoint.path] = _CallCounter()
+        start = anyio.current_time()
+        # Read before any cancellation: a cancelled scope reports an effective deadline of
+        # -inf (so does an already cancelled one here: its cancellation is no timeout).
+        deadline = anyio.current_effective_deadline()
+        try:
+            result = await self._call_streaming(node_id, endpoint, msg, prio, stream)
+        except RemoteError:
+            counter.errors += 1
+            counter.duration_s += anyio.current_time() - start
+            raise
+        except Exception:
+            counter.net_errors += 1
+            counter.duration_s += anyio.current_time() - start
+            raise
+        except BaseException:
+            now = anyio.current_time()
+            if now >= deadline > -math.inf:
+                counter.timeouts += 1
+                counter.duration_s += now - start
+            else:
+                counter.cancelled += 1
+            raise
+        counter.ok += 1
+        counter.duration_s += anyio.current_time() - start
+        return result
+
+    async def _call_streaming(
+        self,
+        node_id: NodeId,
+        endpoint: Endpoint[ReqT, RespT],
+        msg: ReqT,
+        prio: int,
+        stream: AttachedStream | None,
+    ) -> tuple[RespT, ByteReceiveStream | None]:
         if node_id == self.id:
             return await self._registry.call_local(endpoint, msg, stream)
         conn = self._connection_to(node_id)
