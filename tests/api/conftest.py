@@ -72,6 +72,7 @@ def start_single_node(data_dir: Path) -> S3Node:
         [
             str(GARAGE), "server", "--single-node", "--data-dir", str(data_dir),
             "--s3-api-bind", "127.0.0.1:0", "--rpc-bind", f"127.0.0.1:{free_port()}",
+            "--admin-bind", "127.0.0.1:0",
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -71,6 +71,7 @@ def start_node(data_dir: Path) -> Node:
         [
             str(GARAGE), "server", "--single-node", "--data-dir", str(data_dir),
             "--rpc-bind", f"127.0.0.1:{rpc}", "--s3-api-bind", f"127.0.0.1:{s3}",
+            "--admin-bind", "127.0.0.1:0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -428,7 +429,7 @@ def test_worker_list_info_get_and_set(node: Node) -> None:
 
 def test_repairs_need_yes_and_start_workers(node: Node) -> None:
     assert "--yes" in fails(node, "repair", "tables")
-    assert "Full sync of the 9 tables launched" in ok(node, "repair", "--yes", "tables")
+    assert "Full sync of the 11 tables launched" in ok(node, "repair", "--yes", "tables")
     for what in ("versions", "mpu", "block-refs", "block_refs", "block-rc", "blocks", "rebalance"):
         message = js(node, "repair", what, "--yes")["message"]
         tid = re.search(r"worker (\d+)", message)

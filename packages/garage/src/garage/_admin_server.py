@@ -249,6 +249,21 @@ class AdminRpcHandler:
                 tg.start_soon(ask, node)
         return PerNode(tuple(answers[n] for n in nodes))
 
+    # ------------------------------------------------------------------ reads (admin HTTP API)
+
+    async def bucket_info(self, bucket_id: Uuid) -> BucketDetails:
+        """The details of an existing bucket, as ``garage bucket info`` shows them.
+
+        Raises:
+            NoSuchBucketError: the bucket does not exist.
+        """
+        return await self._bucket_info(bucket_id)
+
+    async def key_info(self, key: Key, *, show_secret: bool = False) -> KeyDetails:
+        """The details of an existing key, as ``garage key info`` shows them; its secret
+        only with ``show_secret``."""
+        return await self._key_info(key, show_secret=show_secret)
+
     # ------------------------------------------------------------------ lookups
 
     async def _find_bucket(self, name: str) -> Uuid:

@@ -6,6 +6,9 @@ needs nothing prepared, keeps its node in ``--data-dir`` (default ``~/.local/sha
 and prints the S3 endpoint and a ready key. The other commands (status, node, layout,
 bucket, key, worker, repair, stats, block, meta) administer a running node over RPC: see
 :mod:`garage.cli_admin`. As in Garage, ``-h`` is ``--rpc-host``; help is ``--help``.
+
+The node runs on trio; ``GARAGE_RUNTIME=asyncio`` runs it on asyncio instead (the code is
+written against anyio, so both work; ``bench/`` measures them side by side).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ EXIT_SOFTWARE = 70
 EXIT_CONFIG = 78
 #: Exit status for a command line that does not parse (argparse's).
 EXIT_USAGE = 2
+#: The anyio backends ``garage server`` runs on (``GARAGE_RUNTIME``); the first is the default.
+RUNTIMES = ("trio", "asyncio")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="garage",
         description="Garage in Python: a geo-distributed, S3-compatible object store.",
+        epilog="environment: GARAGE_RUNTIME=trio|asyncio selects the event loop of "
+        "`garage server` (default trio); GARAGE_LOG sets its log level.",
         add_help=False,  # -h is --rpc-host, as in Garage
     )
     parser.add_argument("--help", action="help", help="show this help message and exit")
@@ -78,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         "--rpc-bind",
         help="with --single-node, on first start: the RPC address (default 127.0.0.1:3901)",
     )
+    server.add_argument(
+        "--admin-bind",
+        help="with --single-node, on first start: the admin API address (default 127.0.0.1:3903)",
+    )
     cli_admin.add_global_options(parser)
     cli_admin.add_commands(sub)
     return parser
@@ -91,7 +102,12 @@ def _server(args: argparse.Namespace) -> int:
     single_dir: Path | None = None
     if args.single_node and args.config is None:
         single_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
-        path = prepare_single_node(single_dir, s3_api_bind=args.s3_api_bind, rpc_bind=args.rpc_bind)
+        path = prepare_single_node(
+            single_dir,
+            s3_api_bind=args.s3_api_bind,
+            rpc_bind=args.rpc_bind,
+            admin_bind=args.admin_bind,
+        )
     else:
         path = Path(args.config or "/etc/garage.toml")
         if args.single_node:
@@ -101,9 +117,14 @@ def _server(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"garage: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    runtime = os.environ.get("GARAGE_RUNTIME") or RUNTIMES[0]
+    if runtime not in RUNTIMES:
+        print(f"garage: GARAGE_RUNTIME={runtime!r}: expected one of {RUNTIMES}", file=sys.stderr)
+        return EXIT_CONFIG
     setup_logging()
     try:
-        anyio.run(functools.partial(run_server, config, single_node_dir=single_dir), backend="trio")
+        serve = functools.partial(run_server, config, single_node_dir=single_dir)
+        anyio.run(serve, backend=runtime)
     except KeyboardInterrupt:
         return 130
     except (OSError, GarageError) as exc:

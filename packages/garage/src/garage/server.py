@@ -30,14 +30,17 @@ import anyio
 import anyio.abc
 
 from garage import admin_rpc
+from garage.admin_api import AdminApi
 from garage.metrics import NodeMetrics
 from garage_api.http import serve
+from garage_api.k2v import K2VApi
 from garage_api.s3 import S3Api
 from garage_model import Garage
 from garage_model.helper import NoSuchAccessKeyError
 from garage_model.permission import ALL_PERMISSIONS
 from garage_rpc.layout import NodeRole
 from garage_util.clock import now_msec
+from garage_web import WebServer
 
 if TYPE_CHECKING:
     from garage_util.config import Config
@@ -80,7 +83,11 @@ def default_data_dir() -> Path:
 
 
 def prepare_single_node(
-    data_dir: Path, *, s3_api_bind: str | None = None, rpc_bind: str | None = None
+    data_dir: Path,
+    *,
+    s3_api_bind: str | None = None,
+    rpc_bind: str | None = None,
+    admin_bind: str | None = None,
 ) -> Path:
     """Writes the quick start's configuration in ``data_dir`` if it has none yet; returns
     its path. An existing configuration is kept as it is (restarts keep everything).
@@ -89,6 +96,8 @@ def prepare_single_node(
         data_dir: the directory of the node (created if missing).
         s3_api_bind: the S3 API address for a new configuration (default 127.0.0.1:3900).
         rpc_bind: the RPC address for a new configuration (default 127.0.0.1:3901).
+        admin_bind: the admin API address for a new configuration (default 127.0.0.1:3903);
+            its admin and metrics tokens are generated.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / _CONFIG_FILE
@@ -104,6 +113,11 @@ rpc_bind_addr = "{rpc_bind or "127.0.0.1:3901"}"
 [s3_api]
 s3_region = "garage"
 api_bind_addr = "{s3_api_bind or "127.0.0.1:3900"}"
+
+[admin]
+api_bind_addr = "{admin_bind or "127.0.0.1:3903"}"
+admin_token = "{secrets.token_urlsafe(32)}"
+metrics_token = "{secrets.token_urlsafe(32)}"
 """
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -156,7 +170,14 @@ async def setup_single_node(garage: Garage, data_dir: Path) -> QuickStart:
 
 
 def _print_quick_start(
-    out: TextIO, quick: QuickStart, s3: str | None, region: str, dir: Path
+    out: TextIO,
+    quick: QuickStart,
+    s3: str | None,
+    region: str,
+    dir: Path,
+    *,
+    admin: str | None = None,
+    config: Config | None = None,
 ) -> None:
     endpoint = f"http://{s3}"
     lines = [
@@ -166,6 +187,15 @@ def _print_quick_start(
         f"  Key ID:      {quick.key_id}",
         f"  Secret key:  {quick.secret_key}",
         f"  Bucket:      {quick.bucket}",
+    ]
+    if admin is not None:
+        tokens = None if config is None else config.admin
+        lines.append(f"  Admin API:   {'unix:' if admin.startswith('/') else 'http://'}{admin}")
+        if tokens is not None and tokens.admin_token is not None:
+            lines.append(f"  Admin token: {tokens.admin_token}")
+        if tokens is not None and tokens.metrics_token is not None:
+            lines.append(f"  Metrics token: {tokens.metrics_token}")
+    lines += [
         "Try it:",
         f"  AWS_ACCESS_KEY_ID={quick.key_id} AWS_SECRET_ACCESS_KEY={quick.secret_key} "
         f"AWS_DEFAULT_REGION={region} aws --endpoint-url {endpoint} s3 ls s3://{quick.bucket}",
@@ -205,13 +235,37 @@ async def run_server(
                 s3 = functools.partial(serve, handler, bind, shutdown=api_stop)
                 s3_addr = await apis.start(s3)
                 logger.info("S3 API on %s", s3_addr)
-            # [k2v_api] (issue 10)
-            # [s3_web] (issue 9)
-            # [admin] (issue 9)
+            k2v_config = config.k2v_api
+            if k2v_config is not None:
+                k2v_handler = metrics.instrument("k2v", K2VApi(garage).handle)
+                k2v = functools.partial(
+                    serve, k2v_handler, k2v_config.api_bind_addr, shutdown=api_stop
+                )
+                k2v_addr = await apis.start(k2v)
+                logger.info("K2V API on %s", k2v_addr)
+            web_config = config.s3_web
+            if web_config is not None:
+                web_handler = metrics.instrument("web", WebServer(garage, web_config).handle)
+                web = functools.partial(serve, web_handler, web_config.bind_addr, shutdown=api_stop)
+                web_addr = await apis.start(web)
+                logger.info("web on %s (root domain %s)", web_addr, web_config.root_domain)
+            admin_addr = None
+            admin_bind = config.admin.api_bind_addr
+            if admin_bind is not None:
+                admin_api = AdminApi(garage, config, metrics)
+                admin_handler = metrics.instrument("admin", admin_api.handle)
+                # Garage's mode for the admin socket: only its owner and group may connect.
+                admin = functools.partial(
+                    serve, admin_handler, admin_bind, shutdown=api_stop, unix_mode=0o220
+                )
+                admin_addr = await apis.start(admin)
+                logger.info("admin API on %s", admin_addr)
             if single_node_dir is not None:
                 quick = await setup_single_node(garage, single_node_dir)
                 region = config.s3_api.s3_region
-                _print_quick_start(out, quick, s3_addr, region, single_node_dir)
+                _print_quick_start(
+                    out, quick, s3_addr, region, single_node_dir, admin=admin_addr, config=config
+                )
             task_status.started()
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:

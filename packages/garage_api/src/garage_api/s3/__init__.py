@@ -17,6 +17,9 @@ query pairs, headers and bytes in, and gets values out or an :class:`S3Error` to
   :func:`parse_complete_multipart_upload`, :func:`parse_create_bucket_configuration`).
 - :func:`parse_range_header` and :func:`part_range` pick the bytes of a GET;
   :class:`Preconditions` evaluates ``If-*`` and ``x-amz-copy-source-if-*``.
+- :func:`read_object` is GetObject/HeadObject without an S3 request context, and
+  :func:`cors_preflight_headers` / :func:`cors_response_headers` apply a bucket's CORS
+  rules: the website server (``garage_web``) reuses them.
 - :class:`Lister` builds a listing page from table reads (common prefixes, max-keys,
   continuation tokens and V1 markers); :func:`paginate` does it over an iterator.
 
@@ -35,8 +38,12 @@ from ._api import S3Api as S3Api
 from ._body import RequestBody as RequestBody
 from ._conditional import Precondition as Precondition
 from ._conditional import Preconditions as Preconditions
+from ._cors import permissive_preflight_headers as cors_permissive_preflight_headers
+from ._cors import preflight_headers as cors_preflight_headers
+from ._cors import response_headers as cors_response_headers
 from ._errors import ERROR_CODES as ERROR_CODES
 from ._errors import S3Error as S3Error
+from ._h_object import read_object as read_object
 from ._range import ByteRange as ByteRange
 from ._range import check_range_or_part as check_range_or_part
 from ._range import format_content_range as format_content_range
@@ -162,6 +169,9 @@ __all__ = [
     "check_range_or_part",
     "clamp_max_keys",
     "common_prefix",
+    "cors_permissive_preflight_headers",
+    "cors_preflight_headers",
+    "cors_response_headers",
     "decode_continuation_token",
     "decode_upload_id",
     "encode_continuation_token",
@@ -180,5 +190,6 @@ __all__ = [
     "parse_range_header",
     "parse_request",
     "part_range",
+    "read_object",
     "url_encode",
 ]

@@ -74,15 +74,17 @@ from ._router import MAX_KEY_BYTES, Operation
 from ._xml import MAX_XML_BODY_BYTES, Deleted, DeleteError, DeleteResult, parse_delete
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
+    from garage_api.http import Request
+    from garage_model import Garage
     from garage_model.s3 import ObjectVersionMetaInner
     from garage_util.data import Uuid
 
     from ._api import ReqCtx
     from ._xml import ObjectIdentifier
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "read_object"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,22 +188,61 @@ def _checksum_headers(inner: ObjectVersionMetaInner, etag: str) -> list[tuple[st
     return [(checksum_header_name(checksum.algorithm), value), (_CHECKSUM_TYPE, kind)]
 
 
-def _stored_headers(inner: ObjectVersionMetaInner, ctx: ReqCtx) -> list[tuple[str, str]]:
+def _stored_headers(
+    inner: ObjectVersionMetaInner, overrides: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
     """The stored headers (repeated names joined with ``,``), then the overrides."""
     joined: dict[str, list[str]] = {}
     for name, value in inner.headers:
         lname = name.lower()
         if lname != _CHECKSUM_TYPE:
             joined.setdefault(lname, []).append(value)
-    for name, value in ctx.endpoint.response_headers:
+    for name, value in overrides:
         joined[name.lower()] = [value]  # response-* overrides win (AWS: GetObject)
     return [(name, ",".join(values)) for name, values in joined.items()]
 
 
 async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
     bucket_id, key = _require_key(ctx)
-    garage = ctx.garage
-    request = ctx.request
+    endpoint = ctx.endpoint
+    return await read_object(
+        ctx.garage,
+        ctx.request,
+        bucket_id,
+        key,
+        head=head,
+        part_number=endpoint.part_number,
+        overrides=endpoint.response_headers,
+    )
+
+
+async def read_object(
+    garage: Garage,
+    request: Request,
+    bucket_id: Uuid,
+    key: str,
+    *,
+    head: bool,
+    part_number: int | None = None,
+    overrides: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """GetObject or HeadObject of ``key`` without an S3 request context: the S3 read path
+    (preconditions, one ``Range`` or part, SSE-C, streamed blocks) for other servers, such
+    as the website server (Garage: ``handle_get_without_ctx``).
+
+    Args:
+        garage: the node.
+        request: the request whose headers (``Range``, ``If-*``, SSE-C) apply.
+        bucket_id: the bucket, already resolved and authorized by the caller.
+        key: the object key.
+        head: HeadObject (headers only) rather than GetObject.
+        part_number: ``partNumber``, if asked.
+        overrides: ``(header, value)`` pairs replacing stored headers (``response-*``).
+
+    Raises:
+        S3Error: ``NoSuchKey``, ``NotModified`` (304), ``PreconditionFailed``,
+            ``InvalidRange``, ``InvalidPartNumber``, or an SSE-C refusal.
+    """
     obj = await garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
     found = newest_data(obj)
     if found is None:
@@ -221,7 +262,6 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
     if outcome is Precondition.FAILED:
         raise S3Error.precondition_failed()
 
-    part_number = ctx.endpoint.part_number
     range_header = request.header("range")
     check_range_or_part(range_header, part_number)
     row = None
@@ -248,7 +288,7 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
     if selected is not None and selected.length == 0:
         selected = None  # an empty part: no Content-Range can say it, send it as a whole
 
-    headers = _stored_headers(inner, ctx)
+    headers = _stored_headers(inner, overrides)
     headers += [("etag", etag), ("last-modified", last_modified), ("accept-ranges", "bytes")]
     headers += encryption.response_headers()
     whole = selected is None or (selected.start == 0 and selected.end == size)
