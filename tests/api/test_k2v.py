@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -603,3 +604,20 @@ def test_client_runs_on_asyncio(node: K2VNode, pk: str) -> None:
     item, timed_out = anyio.run(scenario, backend="asyncio")
     assert item.values == (b"works",)
     assert timed_out is None
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.mark.anyio
+async def test_the_readme_example_runs(node: K2VNode) -> None:
+    """The README's K2V example, run as written against a node."""
+    readme = await anyio.Path(README).read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "k2v_example" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md[k2v]", "exec"), namespace)
+    await namespace["k2v_example"](node.endpoint, node.s3.key_id, node.s3.secret, node.bucket)
+    async with node.client() as k2v:
+        inbox = await k2v.read_item("mailbox", "inbox")
+    assert inbox is not None
+    assert inbox.values == (b"world",)
