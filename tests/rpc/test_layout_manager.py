@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from garage_rpc.layout import LayoutHistory, NodeRole
@@ -49,3 +50,23 @@ async def test_the_layout_is_persisted_and_its_replication_factor_checked(tmp_pa
     assert again.history == manager.history
     with pytest.raises(LayoutMismatchError, match="replication_factor = 3"):
         LayoutManager(NetApp(keys[0], bytes(32)), replication_factor=2, metadata_dir=tmp_path)
+
+
+async def test_an_advertised_change_is_forwarded_to_the_other_peers() -> None:
+    """A -> B -> C in a line (A and C not connected): a layout A advertises to B reaches
+    C through B, without a status exchange."""
+    keys = [NodeKey.generate() for _ in range(3)]
+    secret = bytes(32)
+    nets = [NetApp(k, secret) for k in keys]
+    managers = [LayoutManager(n, replication_factor=3) for n in nets]
+    async with anyio.create_task_group() as tg:
+        addrs = [await tg.start(n.run, ("127.0.0.1", 0)) for n in nets]
+        await nets[0].connect(nets[1].id, addrs[1])
+        await nets[1].connect(nets[2].id, addrs[2])
+        assert not nets[0].is_connected(nets[2].id)
+        await managers[0].update(applied(LayoutHistory.new(3), keys, 1), push_to=[nets[1].id])
+        with anyio.fail_after(10):
+            while managers[2].history.current.version != 1:
+                await managers[2].wait_changed()
+        assert managers[1].history.current.version == 1
+        tg.cancel_scope.cancel()

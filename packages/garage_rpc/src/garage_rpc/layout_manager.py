@@ -269,7 +269,16 @@ class LayoutManager:
             raise LayoutMismatchError(
                 f"refusing a layout with replication factor {msg.current.replication_factor}"
             )
-        await self.update(msg)
+        # A change is forwarded to every other peer we are connected to (Garage:
+        # handle_advertise_cluster_layout broadcasts it), so that it spreads without
+        # waiting for the next status exchange. A peer that already had it merges nothing
+        # and forwards nothing, so the flood stops after one round.
+        peers = [
+            c.node_id
+            for c in self._netapp.connected_peers()
+            if c.listen_addr is not None and c.node_id != from_node
+        ]
+        await self.update(msg, push_to=peers)
         return None, None
 
     # ------------------------------------------------------------------ persistence
