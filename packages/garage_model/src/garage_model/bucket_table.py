@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from garage_table.schema import DeletedFilter, EmptyKey, TableEntry, TableSchema
+from garage_table.schema import DeletedFilter, EmptyKey, TableEntry, TableSchema, UuidKey
 from garage_util.crdt import Crdt, Deletable, Lww, LwwMap, Map, merge_values
-from garage_util.data import Hash, Uuid
+from garage_util.data import Uuid
 
 from .permission import BucketKeyPerm
 
@@ -53,23 +53,6 @@ __all__ = [
     "UuidKey",
     "WebsiteConfig",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class UuidKey:
-    """A 32-byte id used as a table key: its own hash, sorted by its bytes.
-
-    Garage's ``Uuid`` is both a partition key and a sort key; :class:`FixedBytes32` has no
-    ``hash()``/``sort_key()`` methods, so tables keyed by an id wrap it in this.
-    """
-
-    value: Uuid
-
-    def hash(self) -> Hash:
-        return self.value
-
-    def sort_key(self) -> bytes:
-        return bytes(self.value)
 
 
 # ------------------------------------------------------------------ configuration values

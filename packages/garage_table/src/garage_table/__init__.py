@@ -51,6 +51,7 @@ from .schema import SortKey as SortKey
 from .schema import StringKey as StringKey
 from .schema import TableEntry as TableEntry
 from .schema import TableSchema as TableSchema
+from .schema import UuidKey as UuidKey
 from .table import Table as Table
 
 __all__ = [
@@ -88,4 +89,5 @@ __all__ = [
     "TableShardedReplication",
     "TableSyncer",
     "TableTimings",
+    "UuidKey",
 ]

@@ -7,6 +7,7 @@ helper; requests in flight keep the snapshot they began with).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Final, final
 
 from garage_rpc.layout import NB_PARTITIONS, LayoutHelper, partition_first_hash, partition_of
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from garage_rpc.replication_mode import ReplicationParams
 
 __all__ = ["TableFullReplication", "TableShardedReplication"]
+
+# Fault-testing mutation switch (faults/, issue 11), read once at import: with
+# GARAGE_TEST_MUTATION=single-layout-write, sharded writes go only to the newest layout
+# version's nodes instead of every live version's, so the fault checker can show it
+# catches the reads this breaks during layout changes. Never set outside fault runs.
+_SINGLE_LAYOUT_WRITE: Final = os.environ.get("GARAGE_TEST_MUTATION") == "single-layout-write"
 
 _ZERO: Final = FixedBytes32(bytes(HASH_LEN))
 _ONES: Final = FixedBytes32(b"\xff" * HASH_LEN)
@@ -58,7 +65,10 @@ class TableShardedReplication(TableReplication):
         return self._params.read_quorum
 
     def write_sets(self, hash: Hash) -> list[list[Uuid]]:
-        return [list(s) for s in self._layout().storage_sets_of(hash)]
+        sets = self._layout().storage_sets_of(hash)
+        if _SINGLE_LAYOUT_WRITE:
+            sets = sets[-1:]
+        return [list(s) for s in sets]
 
     def write_quorum(self) -> int:
         return self._params.write_quorum

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from garage_util.crdt import Crdt
-from garage_util.data import HASH_LEN, FixedBytes32, Hash, blake2sum
+from garage_util.data import HASH_LEN, FixedBytes32, Hash, Uuid, blake2sum
 from garage_util.encode import Versioned, decode_versioned, encode_versioned
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "StringKey",
     "TableEntry",
     "TableSchema",
+    "UuidKey",
     "tree_key",
 ]
 
@@ -93,6 +94,23 @@ class StringKey:
 
     def sort_key(self) -> bytes:
         return self.value.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class UuidKey:
+    """A 32-byte id used as a key: its own hash, sorted by its bytes.
+
+    Garage's ``Uuid`` is both a partition key and a sort key; :class:`FixedBytes32` has no
+    ``hash()``/``sort_key()`` methods, so tables keyed by an id wrap it in this.
+    """
+
+    value: Uuid
+
+    def hash(self) -> Hash:
+        return self.value
+
+    def sort_key(self) -> bytes:
+        return bytes(self.value)
 
 
 def tree_key(partition_key: PartitionKey, sort_key: SortKey) -> bytes:
