@@ -27,9 +27,13 @@ from garage_util.config import TcpAddr, UnixSocketAddr
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from types import ModuleType
 
 __all__ = [
+    "BODY_READ_TIMEOUT_S",
     "MAX_HEADER_BYTES",
+    "MAX_HEADER_COUNT",
+    "MAX_HEADER_LINE_BYTES",
     "BodyTooLargeError",
     "Handler",
     "Request",
@@ -42,8 +46,19 @@ logger = logging.getLogger(__name__)
 
 #: The most bytes of request line and headers accepted (larger requests get 431/400).
 MAX_HEADER_BYTES: Final = 64 * 1024
-#: Idle keep-alive connections are closed after this long.
-_KEEP_ALIVE_S: Final = 75
+#: The longest header line accepted, name and value (431 above): nginx's and Apache's
+#: default, and S3 caps user metadata at 2 KiB anyway.
+MAX_HEADER_LINE_BYTES: Final = 8 * 1024
+#: The most header lines accepted (431 above): hyper's limit, so Garage's, and Apache's.
+MAX_HEADER_COUNT: Final = 100
+#: Idle keep-alive connections are closed after this long. Hypercorn's keep-alive timer is
+#: also the deadline for a request's head (bytes of an unfinished head do not reset it), so
+#: this is the slow-loris bound too: 30 s, as hyper's header_read_timeout under Garage.
+_KEEP_ALIVE_S: Final = 30
+#: A request body from which nothing arrives for this long is dropped (the handler sees the
+#: client as gone), so that a stalled upload cannot hold its connection forever (fault-testing
+#: §3.9, Ceph CVE-2019-10222). Reset by every chunk received: slow but live uploads go on.
+BODY_READ_TIMEOUT_S: Final = 30
 
 Scope: TypeAlias = dict[str, Any]
 Message: TypeAlias = dict[str, Any]
@@ -111,7 +126,8 @@ class Request:
         """The body's chunks, as they arrive. Can be iterated once.
 
         Raises:
-            anyio.BrokenResourceError: the client disconnected before the end.
+            anyio.BrokenResourceError: the client disconnected before the end, or sent
+                nothing for :data:`BODY_READ_TIMEOUT_S`.
         """
         if self._started:
             raise RuntimeError("the request body was already read")
@@ -119,7 +135,12 @@ class Request:
         if self._receive is None:
             return
         while True:
-            message = await self._receive()
+            message = await self._next_message()
+            if message is None:
+                self._ended = True  # nothing to drain: the connection is dropped after
+                raise anyio.BrokenResourceError(
+                    f"the client sent nothing of the body for {BODY_READ_TIMEOUT_S} s"
+                )
             kind = message["type"]
             if kind == "http.disconnect":
                 self._ended = True
@@ -141,10 +162,23 @@ class Request:
         if not self._started and (self.header("expect") or "").lower() == "100-continue":
             return  # the client waits for "100 Continue" before sending: no body will come
         while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            message = await self._next_message()
+            if (
+                message is None
+                or message["type"] == "http.disconnect"
+                or not message.get("more_body", False)
+            ):
                 self._ended = True
                 return
+
+    async def _next_message(self) -> Message | None:
+        """The next ASGI message of the body; None when none came for
+        :data:`BODY_READ_TIMEOUT_S` (hypercorn has no such deadline once a request has
+        started: its ``read_timeout`` would also cut long downloads)."""
+        assert self._receive is not None
+        with anyio.move_on_after(BODY_READ_TIMEOUT_S):
+            return await self._receive()
+        return None
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body, for small documents (XML, JSON).
@@ -200,6 +234,9 @@ def asgi(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Awa
             return
         if scope["type"] != "http":
             return
+        if _head_too_large(scope):
+            await _send(Response(431, [("connection", "close")]), send, head=False)
+            return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         request = Request(
@@ -219,6 +256,22 @@ def asgi(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Awa
         await request.drain()
 
     return app
+
+
+def _head_too_large(scope: Scope) -> bool:
+    """Whether a request's head breaks :data:`MAX_HEADER_BYTES`,
+    :data:`MAX_HEADER_LINE_BYTES` or :data:`MAX_HEADER_COUNT`. h11 checks the first only
+    while the head is incomplete, so a head that arrives whole in one read (hypercorn reads
+    64 KiB at a time) could be nearly twice as large."""
+    if len(scope["headers"]) > MAX_HEADER_COUNT:
+        return True
+    total = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    for name, value in scope["headers"]:
+        line = len(name) + len(value) + 4  # ": " and CRLF
+        if line > MAX_HEADER_LINE_BYTES:
+            return True
+        total += line
+    return total > MAX_HEADER_BYTES
 
 
 async def _lifespan(
@@ -261,6 +314,29 @@ async def _close(body: AsyncIterable[bytes]) -> None:
     if aclose is not None:
         with anyio.CancelScope(shield=True):
             await aclose()
+
+
+def _free_closed_connections(run_module: ModuleType) -> None:
+    """Makes hypercorn close a connection as soon as its client has closed it.
+
+    Hypercorn's TCP servers (0.18, trio and asyncio alike) run the keep-alive timer in the
+    connection's task group and close the socket only once that group is done: a connection
+    the client closed kept its descriptor until the timer fired, so a client connecting and
+    hanging up in a loop could run the node out of descriptors. Once nothing more can be
+    read, the timer has nothing left to guard: stop it. Idempotent.
+    """
+    server = run_module.TCPServer
+    if getattr(server, "frees_closed_connections", False):
+        return
+
+    class TCPServer(server):  # type: ignore[misc,valid-type]  # hypercorn's class, at run time
+        frees_closed_connections = True
+
+        async def _read_data(self) -> None:
+            await super()._read_data()
+            await self.idle_task.stop()
+
+    setattr(run_module, "TCPServer", TCPServer)  # noqa: B010  # a module global, on purpose
 
 
 def _listening_socket(bind: TcpAddr | UnixSocketAddr, unix_mode: int) -> socket.socket:
@@ -340,11 +416,15 @@ async def serve(
             with anyio.CancelScope(shield=True):
                 if sniffio.current_async_library() == "trio":
                     import hypercorn.trio
+                    import hypercorn.trio.run
 
+                    _free_closed_connections(hypercorn.trio.run)
                     await hypercorn.trio.serve(app, config, shutdown_trigger=stop.wait)
                 else:
                     import hypercorn.asyncio
+                    import hypercorn.asyncio.run
 
+                    _free_closed_connections(hypercorn.asyncio.run)
                     await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait)
         finally:
             done.set()

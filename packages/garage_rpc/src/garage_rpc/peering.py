@@ -29,7 +29,7 @@ import anyio.abc
 from garage_util.data import FixedBytes32
 
 from ._peering_core import Connect, Disconnect, PeerAddr, PeerInfo, PeeringConfig, PeeringCore, Ping
-from .net import PRIO_HIGH, Endpoint, NetApp, RpcError
+from .net import PRIO_HIGH, Endpoint, HandshakeError, NetApp, RpcError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -161,6 +161,20 @@ class Peering:
         for addr in action.addrs:
             try:
                 await self._netapp.connect(action.node_id, addr)
+            except HandshakeError as exc:
+                # Reachable but refusing us: a configuration problem an operator must see
+                # (Garage: CONNECT_ERROR_MESSAGE, src/rpc/system.rs). A node that is down
+                # is routine and stays at DEBUG below.
+                logger.warning(
+                    "connecting to %s at %s:%d failed: %s. This happens when the two nodes "
+                    "are not configured with the same rpc_secret, or when another node "
+                    "listens at that address",
+                    action.node_id,
+                    addr[0],
+                    addr[1],
+                    exc,
+                )
+                continue
             except RpcError as exc:
                 logger.debug("connecting to %s at %s failed: %s", action.node_id, addr, exc)
                 continue

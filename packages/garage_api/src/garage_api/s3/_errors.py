@@ -93,6 +93,10 @@ _CODES: Final[dict[str, tuple[int, str]]] = {
         "schema.",
     ),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
+    "MetadataTooLarge": (
+        400,
+        "Your metadata headers exceed the maximum allowed metadata size.",
+    ),
     "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),

@@ -51,7 +51,7 @@ def object_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str],
 
     Raises:
         S3Error: ``InvalidArgument`` for a website redirect that is not ``/...`` or an
-            http(s) URL; ``MetadataTooLarge``-style 400 when user metadata exceeds 2 KiB.
+            http(s) URL; ``MetadataTooLarge`` (400) when user metadata exceeds 2 KiB.
     """
     kept: list[tuple[str, str]] = []
     meta_bytes = 0
@@ -76,7 +76,7 @@ def object_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str],
             kept.append((lname, value))
     if meta_bytes > MAX_USER_META_BYTES:
         raise S3Error.from_code(
-            "InvalidArgument",
+            "MetadataTooLarge",
             f"user metadata is {meta_bytes} bytes; the limit is {MAX_USER_META_BYTES}",
         )
     if not any(n == "content-type" for n, _ in kept):

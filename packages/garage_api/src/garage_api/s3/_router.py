@@ -65,8 +65,10 @@ MAX_KEY_BYTES: Final = 1024
 _MAX_PART_NUMBER: Final = 10_000
 
 # A decimal integer as S3 takes it in a query string: digits only (int() alone would accept
-# "+5", " 5" and "5_0"). 19 digits keep every value inside a signed 64-bit integer.
+# "+5", " 5" and "5_0"), at most 19 of them and at most _MAX_INT64, so that every value fits
+# a signed 64-bit integer (19 digits alone would allow 9999999999999999999).
 _DECIMAL = re.compile(r"[0-9]{1,19}")
+_MAX_INT64: Final = 2**63 - 1
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 """Request headers: a mapping or ``(name, value)`` pairs; names match case-insensitively."""
@@ -731,7 +733,7 @@ def _parse_query(query: Iterable[tuple[str, str]]) -> _Query:
 
 
 def _int_field(name: str, value: str) -> int:
-    if not _DECIMAL.fullmatch(value):
+    if not _DECIMAL.fullmatch(value) or int(value) > _MAX_INT64:
         raise S3Error.invalid_argument(f"Query parameter {name!r} must be an integer: {value!r}")
     return int(value)
 

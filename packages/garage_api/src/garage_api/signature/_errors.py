@@ -123,7 +123,8 @@ class InvalidAccessKeyIdError(SignatureError):
 
 class InvalidArgumentError(SignatureError):
     """Raised when ``x-amz-content-sha256`` is neither a sha256 in hex nor a payload mode
-    this server knows."""
+    this server knows, or a request carries both a presigned query and an Authorization
+    header."""
 
     code = "InvalidArgument"
     http_status = 400
