@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections import deque
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -187,8 +188,17 @@ class Completion:
     checksum: ChecksumValue | None = None
 
 
+# Fault-testing mutation switch (faults/, issue 11), read once at import: with
+# GARAGE_TEST_MUTATION=no-ts-bump a new version takes the node's clock as its timestamp,
+# without the "newer than every existing version" rule, so the fault checker can show it
+# catches the lost writes this causes under clock skew. Never set outside fault runs.
+_NO_TS_BUMP: Final = os.environ.get("GARAGE_TEST_MUTATION") == "no-ts-bump"
+
+
 def _next_timestamp(existing: Object | None) -> int:
     """A timestamp newer than every version of ``existing`` and not older than now."""
+    if _NO_TS_BUMP:
+        return now_msec()
     newest = max((v.timestamp for v in existing.versions), default=0) if existing else 0
     return max(newest + 1, now_msec())
 
