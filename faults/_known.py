@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from faults.history import FAIL
-from garage_model.block import INLINE_THRESHOLD
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
@@ -32,12 +29,6 @@ KNOWN_ISSUES: Final = {
         "nothing and the stale one's old version survives the merge (Garage's get_range "
         "does the same). Fix: filter after merging (nodes return tombstones in range)."
     ),
-    "get-404-while-overwritten": (
-        "GET of a multi-block object answers 404 NoSuchKey when a concurrent PUT supersedes "
-        "the version between the object read and the version-row read (garage_api "
-        "s3/_h_object.py maps NoSuchObjectError to no_such_key); the object never was "
-        "absent. Fix: read the object again and serve its new newest version."
-    ),
 }
 
 
@@ -48,16 +39,6 @@ def signature(anomaly: Anomaly, ops_by_key: Mapping[str, Sequence[Op]]) -> str |
         return None
     if anomaly.kind == "resurrected" and r.f == "list":
         return "listing-resurrects"
-    if anomaly.kind == "stale" and r.f == "get" and r.value is None and r.t1 is not None:
-        writes = ops_by_key.get(r.key, ())
-        racing = [w for w in writes if w.f == "put" and w.outcome != FAIL and r.t0 <= w.t0 <= r.t1]
-        done = [w for w in writes if w.f in ("put", "delete") and w.t1 is not None and w.t1 < r.t0]
-        last = max(done, key=lambda w: w.t1 or 0, default=None)
-        # The version served was a put of blocks (bigger than inline objects, which have
-        # no version row to lose), superseded during the read.
-        big = last is not None and last.f == "put" and last.data.get("size", 0) > INLINE_THRESHOLD
-        if racing and big:
-            return "get-404-while-overwritten"
     return None
 
 

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 
     from garage_api.http import Request
     from garage_model import Garage
-    from garage_model.s3 import ObjectVersionMetaInner
+    from garage_model.s3 import ObjectVersion, ObjectVersionMetaInner, Version
     from garage_util.data import Uuid
 
     from ._api import ReqCtx
@@ -216,6 +216,36 @@ async def _get_or_head(ctx: ReqCtx, *, head: bool) -> Response:
     )
 
 
+#: How many times a read follows a newer version that replaced the one it was reading.
+_REPLACED_RETRIES: Final = 3
+
+
+async def _current_version(
+    garage: Garage, bucket_id: Uuid, key: str, head: bool, part_number: int | None
+) -> tuple[ObjectVersion, Inline | FirstBlock, Version | None]:
+    """The newest complete version of ``key`` with its data, and its version row when the
+    read needs the block list (a multi-block GET, or any read of a part).
+
+    A concurrent PUT can replace the object between the object read and the version read,
+    and the replaced version's row is then deleted: the object is read again and its new
+    newest version served (found by the fault harness), rather than answering NoSuchKey
+    for an object that was never absent.
+    """
+    for _ in range(_REPLACED_RETRIES):
+        obj = await garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
+        found = newest_data(obj)
+        if found is None:
+            raise S3Error.no_such_key(key)
+        version, data = found
+        if not isinstance(data, FirstBlock) or (head and part_number is None):
+            return version, data, None
+        try:
+            return version, data, await get_version(garage, version.uuid)
+        except NoSuchObjectError:
+            continue  # replaced meanwhile: read the object again
+    raise S3Error.no_such_key(key)
+
+
 async def read_object(
     garage: Garage,
     request: Request,
@@ -243,11 +273,7 @@ async def read_object(
         S3Error: ``NoSuchKey``, ``NotModified`` (304), ``PreconditionFailed``,
             ``InvalidRange``, ``InvalidPartNumber``, or an SSE-C refusal.
     """
-    obj = await garage.object_table.table.get(UuidKey(bucket_id), StringKey(key))
-    found = newest_data(obj)
-    if found is None:
-        raise S3Error.no_such_key(key)
-    version, data = found
+    version, data, row = await _current_version(garage, bucket_id, key, head, part_number)
     meta = data.meta
     encryption, inner = Encryption.for_stored(
         request.headers, meta.encryption, compression_level=garage.config.compression_level
@@ -264,12 +290,6 @@ async def read_object(
 
     range_header = request.header("range")
     check_range_or_part(range_header, part_number)
-    row = None
-    if isinstance(data, FirstBlock) and (not head or part_number is not None):
-        try:
-            row = await get_version(garage, version.uuid)
-        except NoSuchObjectError:
-            raise S3Error.no_such_key(key) from None
 
     size = meta.size
     parts_count: int | None = None
