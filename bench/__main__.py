@@ -1,41 +1,117 @@
-"""Runs every ``bench/bench_*.py`` module and prints one table per module."""
+"""Runs the ``bench/bench_*.py`` modules, prints their tables and writes the report.
+
+``python -m bench [--quick] [--runtimes trio,asyncio] [--geo-delay-ms 50] [names...]``.
+Each module's ``run(quick)`` returns rows or an :class:`~bench._report.Outcome`; every
+table is printed as it comes, and the whole report (date, machine, load average, commit,
+the targets with their ratios, every table, the profiles of missed targets) is written
+as Markdown: to bench/results/latest.md after a full run of every module, else to
+bench/results/partial.md (not committed), or where ``--output`` says.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import time
+import traceback
 from pathlib import Path
+from typing import Final
 
-Row = tuple[str, str, float, str]
+from bench._report import (
+    Outcome,
+    Table,
+    machine,
+    markdown_report,
+    render_text,
+    rows_table,
+)
+
+RESULTS: Final = Path(__file__).resolve().parent / "results"
 
 
-def format_table(title: str, rows: list[Row]) -> str:
-    """Formats rows as a text table; ratio = value / first value of the same benchmark."""
-    first: dict[str, float] = {}
-    lines = [f"== {title}", f"{'benchmark':<34} {'variant':<16} {'value':>14} {'unit':<10} ratio"]
-    for bench, variant, value, unit in rows:
-        base = first.setdefault(bench, value)
-        ratio = f"{value / base:5.2f}x" if base else "  n/a"
-        lines.append(f"{bench:<34} {variant:<16} {value:>14,.1f} {unit:<10} {ratio}")
-    return "\n".join(lines)
+def _outcome(name: str, result: object) -> Outcome:
+    if isinstance(result, Outcome):
+        return result
+    if not isinstance(result, list):
+        raise TypeError(f"{name}.run returned {type(result).__name__}, not rows or an Outcome")
+    return Outcome(tables=[rows_table(name, result)])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    parser.add_argument("only", nargs="*", help="module names to run (e.g. bench_db)")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, smaller sizes")
+    parser.add_argument(
+        "--runtimes",
+        default=os.environ.get("BENCH_RUNTIMES", "trio,asyncio"),
+        help="the node's runtimes to measure, comma-separated (default trio,asyncio)",
+    )
+    parser.add_argument(
+        "--geo-delay-ms",
+        type=float,
+        default=float(os.environ.get("BENCH_GEO_DELAY_MS", "50")),
+        help="bench_geo: one-way delay between nodes (default 50 ms: RTT 100 ms)",
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the py-spy profiles of missed targets"
+    )
+    parser.add_argument("--output", type=Path, help="where the Markdown report goes")
+    parser.add_argument("only", nargs="*", help="module names to run (e.g. bench_s3 bench_db)")
     args = parser.parse_args(argv)
+    # The modules read their options from the environment (bench_geo's helper runs in a
+    # child process, which inherits it).
+    os.environ["BENCH_RUNTIMES"] = args.runtimes
+    os.environ["BENCH_GEO_DELAY_MS"] = str(args.geo_delay_ms)
+    if args.no_profile:
+        os.environ["BENCH_PROFILE"] = "0"
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    for name in names:
-        if args.only and name not in args.only:
-            continue
-        module = importlib.import_module(f"bench.{name}")
-        rows: list[Row] = module.run(quick=args.quick)
-        print(format_table(name, rows), end="\n\n", flush=True)
-    return 0
+    unknown = set(args.only) - set(names)
+    if unknown:
+        parser.error(f"no such benchmark module: {', '.join(sorted(unknown))}")
+    chosen = [n for n in names if not args.only or n in args.only]
+    info = machine()
+    print(f"load average at start: {info['load']}", flush=True)
+    started = time.monotonic()
+    outcomes: dict[str, Outcome] = {}
+    for name in chosen:
+        print(f"running {name}...", file=sys.stderr, flush=True)
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            outcome = _outcome(name, module.run(quick=args.quick))
+        except Exception as exc:  # the other modules' figures are still worth a report
+            traceback.print_exc()
+            outcome = Outcome(failures=[f"{type(exc).__name__}: {str(exc)[:500]}"])
+        outcomes[name] = outcome
+        for table in outcome.tables:
+            print(render_text(table), end="\n\n", flush=True)
+    targets = [t for o in outcomes.values() for t in o.targets]
+    if targets:
+        summary = Table(
+            "Targets", ("target", "measured", "goal", "verdict"), tuple(t.cells() for t in targets)
+        )
+        print(render_text(summary), end="\n\n")
+    for name, outcome in outcomes.items():
+        for failure in outcome.failures:
+            print(f"FAILED {name}: {failure}")
+    full = not args.quick and chosen == names
+    output = args.output or RESULTS / ("latest.md" if full else "partial.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    output.write_text(
+        markdown_report(
+            info,
+            outcomes,
+            args=argv_text,
+            duration_s=time.monotonic() - started,
+            load_after=load_after,
+        )
+    )
+    print(f"report written to {output}")
+    return 1 if any(o.failures for o in outcomes.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,31 +1,33 @@
 """The framework ceiling of bench_s3: the most trivial ASGI app, served as the node serves S3.
 
-Same server as the node's S3 API (hypercorn on trio, HTTP/1.1, the keep-alive, header-size
-and logging settings of ``garage_api.http.serve``), but the application does nothing:
+Same server as the node's S3 API (hypercorn, HTTP/1.1, the keep-alive, header-size and
+logging settings of ``garage_api.http.serve``) on the same runtime (trio by default,
+``--runtime asyncio``: hypercorn's asyncio worker), but the application does nothing:
 
 - ``GET``: answers 200 with a fixed 4 KiB body, or with ``?size=N``, N bytes streamed in
-  1 MiB chunks of one preallocated buffer (``bytes[:len]`` is
-  the same object: no copy);
-- ``PUT`` (and anything else): reads the whole request body, drops it, answers 200.
+  1 MiB chunks of one preallocated buffer (``bytes[:len]`` is the same object: no copy);
+- anything else (``PUT``, ``HEAD``, ``DELETE``...): reads the whole request body, drops
+  it, answers 200 with no body.
 
-Whatever a request costs here (hypercorn's HTTP parsing, the ASGI calls, trio's socket
-I/O) the node pays as well: a node request can be no cheaper than this.
+Whatever a request costs here (hypercorn's HTTP parsing, the ASGI calls, the runtime's
+socket I/O) the node pays as well: a node request can be no cheaper than this.
 
-Usage: ``python bench/_ceiling_app.py``. It binds a free port of 127.0.0.1, prints it on
-one line, and serves until SIGTERM.
+Usage: ``python bench/_ceiling_app.py [--runtime trio|asyncio]``. It binds a free port of
+127.0.0.1, prints it on one line, and serves until SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import signal
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-import trio
+import anyio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -83,7 +85,8 @@ async def _answer_get(scope: Message, send: Callable[[Message], Awaitable[None]]
         await send({"type": "http.response.body", "body": CHUNK[:n], "more_body": sent < size})
 
 
-async def main() -> None:
+async def main(runtime: str) -> None:
+    """Serves on a free port of 127.0.0.1 (printed first) until SIGTERM or SIGINT."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
@@ -95,15 +98,25 @@ async def main() -> None:
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     config.include_server_header = False
     config.accesslog = None
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
 
         async def stopped() -> None:
             async for _ in signals:
                 return
 
-        await serve(app, config, shutdown_trigger=stopped)  # type: ignore[arg-type]
+        if runtime == "trio":
+            from hypercorn.trio import serve as serve_trio
+
+            await serve_trio(app, config, shutdown_trigger=stopped)  # type: ignore[arg-type]  # hypercorn's ASGI types are narrower than our dict messages
+        else:
+            from hypercorn.asyncio import serve as serve_asyncio
+
+            await serve_asyncio(app, config, shutdown_trigger=stopped)  # type: ignore[arg-type]  # same
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    parser = argparse.ArgumentParser(prog="python bench/_ceiling_app.py")
+    parser.add_argument("--runtime", choices=("trio", "asyncio"), default="trio")
+    args = parser.parse_args()
+    anyio.run(functools.partial(main, args.runtime), backend=args.runtime)
     sys.exit(0)

@@ -1,4 +1,4 @@
-"""Benchmark: the encrypted transport between two processes on 127.0.0.1, on trio.
+"""Benchmark: the encrypted transport between two processes on 127.0.0.1, on each runtime.
 
 A child process (``python -m bench.bench_net --serve``) runs a NetApp server; this process
 dials it and measures:
@@ -8,12 +8,14 @@ dials it and measures:
 - small RPC round trips per second, one at a time (latency-bound) and 32 in flight (the
   per-call cost of the multiplexer).
 
-Run it with ``uv run nox -s bench -- bench_net`` or ``uv run python -m bench.bench_net``.
+Both processes run on the same runtime, trio then asyncio (``BENCH_RUNTIMES``): the rows'
+variant. Run it with ``uv run nox -s bench -- bench_net`` or ``uv run python -m bench.bench_net``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -98,8 +100,10 @@ async def serve() -> None:
 # ------------------------------------------------------------------------------ client
 
 
-async def measure(server_id: NodeId, port: int, stream_bytes: int, calls: int) -> list[Row]:
-    """Runs every measurement against the server; returns the rows."""
+async def measure(
+    server_id: NodeId, port: int, stream_bytes: int, calls: int, runtime: str = "trio"
+) -> list[Row]:
+    """Runs every measurement against the server; returns the rows (variant: ``runtime``)."""
     netapp = NetApp(NodeKey.generate(), NETWORK_KEY)
     rows: list[Row] = []
     async with anyio.create_task_group() as tg:
@@ -117,7 +121,7 @@ async def measure(server_id: NodeId, port: int, stream_bytes: int, calls: int) -
         )
         elapsed = time.perf_counter() - start
         assert got.n == stream_bytes
-        rows.append(("net stream upload", "trio", stream_bytes / MIB / elapsed, "MiB/s"))
+        rows.append(("net stream upload", runtime, stream_bytes / MIB / elapsed, "MiB/s"))
 
         start = time.perf_counter()
         _, stream = await netapp.call_streaming(server_id, SOURCE, Size(stream_bytes))
@@ -127,13 +131,13 @@ async def measure(server_id: NodeId, port: int, stream_bytes: int, calls: int) -
             size += len(chunk)
         elapsed = time.perf_counter() - start
         assert size == stream_bytes
-        rows.append(("net stream download", "trio", stream_bytes / MIB / elapsed, "MiB/s"))
+        rows.append(("net stream download", runtime, stream_bytes / MIB / elapsed, "MiB/s"))
 
         start = time.perf_counter()
         for i in range(calls):
             await netapp.call(server_id, PING, Size(i), prio=PRIO_HIGH)
         elapsed = time.perf_counter() - start
-        rows.append(("net small RPC, sequential", "trio", calls / elapsed, "calls/s"))
+        rows.append(("net small RPC, sequential", runtime, calls / elapsed, "calls/s"))
 
         async def worker(count: int) -> None:
             for i in range(count):
@@ -145,18 +149,27 @@ async def measure(server_id: NodeId, port: int, stream_bytes: int, calls: int) -
                 workers.start_soon(worker, calls // CONCURRENCY)
         elapsed = time.perf_counter() - start
         total = calls // CONCURRENCY * CONCURRENCY
-        rows.append((f"net small RPC, {CONCURRENCY} in flight", "trio", total / elapsed, "calls/s"))
+        rows.append(
+            (f"net small RPC, {CONCURRENCY} in flight", runtime, total / elapsed, "calls/s")
+        )
         tg.cancel_scope.cancel()
     return rows
 
 
 def run(quick: bool) -> list[Row]:
-    """Starts the server process, measures against it, stops it."""
+    """Measures on each runtime of ``BENCH_RUNTIMES``; rows grouped by benchmark."""
+    runtimes = [r for r in os.environ.get("BENCH_RUNTIMES", "trio,asyncio").split(",") if r]
+    by_runtime = [_run_on(runtime, quick) for runtime in runtimes]
+    return [row for rows in zip(*by_runtime, strict=True) for row in rows]
+
+
+def _run_on(runtime: str, quick: bool) -> list[Row]:
+    """Starts the server process on ``runtime``, measures against it, stops it."""
     stream_bytes = 32 * MIB if quick else 256 * MIB
     calls = 2_000 if quick else 20_000
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_net", "--serve"],
+        [sys.executable, "-m", "bench.bench_net", "--serve", "--runtime", runtime],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,
@@ -167,7 +180,7 @@ def run(quick: bool) -> list[Row]:
         if len(line) != 3 or line[0] != "READY":
             raise RuntimeError(f"benchmark server did not start: {line!r}")
         server_id, port = NodeId.from_hex(line[1]), int(line[2])
-        return anyio.run(measure, server_id, port, stream_bytes, calls, backend="trio")
+        return anyio.run(measure, server_id, port, stream_bytes, calls, runtime, backend=runtime)
     finally:
         proc.terminate()
         try:
@@ -183,9 +196,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_net")
     parser.add_argument("--serve", action="store_true", help="run the server side (internal)")
     parser.add_argument("--quick", action="store_true", help="fewer bytes and calls")
+    parser.add_argument("--runtime", choices=("trio", "asyncio"), default="trio")
     args = parser.parse_args()
     if args.serve:
-        anyio.run(serve, backend="trio")
+        anyio.run(serve, backend=args.runtime)
         return
     for row in run(quick=args.quick):
         print(*row)

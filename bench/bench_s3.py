@@ -1,491 +1,437 @@
-"""Benchmark: the S3 API of one node over HTTP, against the framework's ceiling.
+"""Benchmark: the S3 API of our node, one node and a 3-node cluster, against a ceiling and a peer.
 
-Two servers run as their own processes on 127.0.0.1, each on trio and hypercorn:
+Every server runs as its own process(es) on 127.0.0.1 (see bench/_servers.py), one at a
+time so that each has the machine to itself (two cores, shared with the client):
 
-- ``garage``: ``garage server --single-node`` (sqlite metadata and block files in a
-  temporary directory, 1 MiB blocks, zstd, the quick start's key and bucket), logging
-  to a file there;
-- ``ceiling``: bench/_ceiling_app.py, a trivial ASGI app (GET answers a fixed 4 KiB body,
-  PUT reads the body and answers 200) served with the node's hypercorn settings. It is
-  the most a Python HTTP server on this stack can do, so ``garage/ceiling`` says how
-  much of the request cost is Garage's own work (auth, tables, blocks) and how much is
-  the framework's.
+- ``ceiling trio`` / ``ceiling asyncio``: a trivial ASGI app on hypercorn, on the same
+  runtime and settings as the node's S3 API: what a request costs the framework alone;
+- ``garage trio`` / ``garage asyncio``: ``garage server --single-node`` on each runtime
+  (``GARAGE_RUNTIME``);
+- ``cluster trio`` / ``cluster asyncio``: three nodes in three zones (replication 3, write
+  and read quorums of 2) on this same machine: three processes on two cores, so a
+  cluster's figures say what coordination costs, not what three machines would do; the
+  load is spread over the three nodes' S3 endpoints;
+- ``moto``: moto's S3 server (Flask and werkzeug, threaded, objects in memory): a Python
+  S3 server, the peer.
 
-The client is this process: one ``httpx.AsyncClient`` per server on trio, with requests
-built (and signed with ``garage_api.signature.sign_request``, payload
-``UNSIGNED-PAYLOAD``) before the clock starts, so only sending, receiving and checking the
-status is measured. Client and servers share the machine's cores: the ``client CPU``
-rows give the client's share of a core during the run (``time.process_time``), and when
-it nears 100% the client, not the server, sets the pace (the ceiling's figures mostly
-are). Server CPU comes from ``/proc/<pid>/stat`` (utime + stime, all threads).
+The client is bench/_loadgen.c, fed with requests built and signed up front (see
+bench/_load.py): its own CPU share is in every table. Server CPU is read from
+``/proc/<pid>/stat`` (all the server's processes). Workloads (bench/_workloads.py): 4 KiB
+objects PUT/GET/HEAD/DELETE with 1 and 16 in flight on every server; ListObjectsV2 over
+10,000 keys on one node and moto; 256 MiB objects (single request, and multipart with
+8 MiB parts 4 in flight, ranged GETs) on one node, moto and the ceiling; peak RSS of each
+node during 16 concurrent 256 MiB uploads on one node and on the cluster (default
+runtime). The cluster gets no big-object or listing runs: three copies of every byte on
+two cores would take most of the run and say little more than the one-node figures.
 
-Measured:
+Targets (reported, not asserted): 4 KiB GET on one node >= 0.7 x the ceiling of the same
+runtime and >= 3 x moto, 4 KiB PUT >= 0.5 x the ceiling (16 in flight, ops/s); the cluster
+>= 2 x moto on PUT and GET; a 256 MiB object on one node at >= 250 MB/s PUT and >= 500
+MB/s GET (single request). For each target missed, the workload runs again under py-spy
+and the report says where the node's time goes (bench/_profile.py).
 
-- ``4 KiB {PUT,GET,HEAD,DELETE} xN``: distinct random 4 KiB objects (above the 3 KiB
-  inline threshold, so each is a block plus three table rows), N requests in flight over
-  N keep-alive connections (N = 1: latency-bound; N = 16: throughput), in ops/s; PUT and
-  GET also against the ceiling, with ``garage/ceiling`` in %. Then per run: p50 and p99
-  latency (ms), server CPU per request (ms), the client's CPU share (%).
-- ``256 MiB PUT`` / ``GET`` (64 MiB with ``--quick``): one request streaming distinct
-  incompressible 1 MiB chunks, in MB/s (10^6 bytes per second), with the same ceiling
-  comparison and CPU figures (server CPU per request, in ms).
-
-Ratios print against the first row of each benchmark (the ceiling where there is one).
-Short runs are noisy, more so with ``--quick``. Run it with
-``uv run python -m bench bench_s3`` or ``uv run python bench/bench_s3.py [--quick]``.
+``BENCH_RUNTIMES`` (default ``trio,asyncio``) selects the runtimes; ``BENCH_PROFILE=0``
+skips the profiles. Run it with ``uv run python -m bench bench_s3 [--quick]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import anyio
-import httpx
-
-from garage_api.signature import sign_request
+from bench._cluster import start_cluster
+from bench._load import Load, fire
+from bench._profile import Summary, record
+from bench._report import Outcome, Table, Target, ratio
+from bench._servers import RUNTIMES, Server, start_ceiling, start_garage, start_moto, stop
+from bench._workloads import (
+    MIB,
+    OPS,
+    SMALL,
+    BigResult,
+    ListResult,
+    RssResult,
+    big,
+    listing,
+    rss,
+    small_ops,
+    small_requests,
+    warm_up,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import Callable
 
-Row = tuple[str, str, float, str]
-
-MIB: Final = 1 << 20
-MB: Final = 10**6
-SMALL: Final = 4096
-CONCURRENCY: Final = (1, 16)
-#: Requests per small-object run, by concurrency: enough for a stable p99 in full runs.
-SMALL_OPS: Final = {1: 1000, 16: 4000}
-SMALL_OPS_QUICK: Final = {1: 120, 16: 480}
-BIG: Final = 256 * MIB
-BIG_QUICK: Final = 64 * MIB
-GARAGE: Final = Path(sys.executable).parent / "garage"
-CEILING_APP: Final = Path(__file__).with_name("_ceiling_app.py")
-#: Everything is local: a request that takes this long means something hangs.
-REQUEST_TIMEOUT_S: Final = 300.0
-_CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
-
-
-# ---------------------------------------------------------------- servers
+__all__ = ["Sizes", "run"]
 
 
 @dataclass(frozen=True, slots=True)
-class Server:
-    """A server process and where it answers."""
+class Sizes:
+    """How much each workload does in one run."""
 
-    name: str
-    proc: subprocess.Popen[str]
-    base_url: str
-
-    @property
-    def host(self) -> str:
-        return self.base_url.removeprefix("http://")
-
-    def cpu_s(self) -> float:
-        """CPU seconds the process used so far (user + system, all its threads)."""
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    small: dict[int, int]  # requests per run, by concurrency
+    list_keys: int
+    list_repeat: int
+    big: int
+    rss: int
+    profile_s: float
+    profiles_per_server: int
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    key_id: str
-    secret: str
-    region: str
-    bucket: str
+FULL: Final = Sizes({1: 200, 16: 1000}, 10_000, 3, 256 * MIB, 256 * MIB, 12.0, 8)
+QUICK: Final = Sizes({1: 24, 16: 96}, 300, 1, 16 * MIB, 8 * MIB, 3.0, 1)
+#: A cluster or moto request costs several times a node's: fewer of them (the ceiling's
+#: cost little: more of them, for steadier figures).
+SCALE: Final = {"ceiling": 4.0, "garage": 1.0, "cluster": 0.3, "moto": 0.5}
+TARGET_CONCURRENCY: Final = 16
 
 
-def _read_until(proc: subprocess.Popen[str], last: Callable[[str], bool]) -> str:
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if last(line):
-            return "".join(lines)
-    raise RuntimeError(f"server exited with {proc.wait()} before it was ready: {lines!r}")
-
-
-def _start_garage(data_dir: Path) -> tuple[Server, Credentials]:
-    """``garage server --single-node`` on free ports; its endpoint and quick-start key."""
-    log = (data_dir.parent / "garage.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(GARAGE), "server", "--single-node", "--data-dir", str(data_dir),
-            "--s3-api-bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GARAGE_")},
-        start_new_session=True,
-    )  # fmt: skip
-    log.close()  # the child has its own descriptor
-    text = _read_until(proc, lambda line: line.startswith("Stop it with"))
-    fields = dict(
-        re.findall(r"^\s+(S3 endpoint|S3 region|Key ID|Secret key|Bucket):\s+(\S+)", text, re.M)
-    )
-    server = Server("garage", proc, fields["S3 endpoint"])
-    creds = Credentials(
-        fields["Key ID"], fields["Secret key"], fields["S3 region"], fields["Bucket"]
-    )
-    return server, creds
-
-
-def _start_ceiling() -> Server:
-    proc = subprocess.Popen(
-        [sys.executable, str(CEILING_APP)],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    port = _read_until(proc, lambda line: True).strip()
-    return Server("ceiling", proc, f"http://127.0.0.1:{port}")
-
-
-def _stop(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait()
-    if server.proc.stdout is not None:
-        server.proc.stdout.close()
-
-
-# ---------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Builds the requests of one server (signed for garage, unsigned for the ceiling)."""
-
-    server: Server
-    creds: Credentials | None
-
-    def headers(self, method: str, path: str, query: str = "") -> list[tuple[str, str]]:
-        host = [("host", self.server.host)]
-        if self.creds is None:
-            return host
-        return sign_request(
-            method,
-            path,
-            query,
-            host,
-            key_id=self.creds.key_id,
-            secret=self.creds.secret,
-            region=self.creds.region,
-            service="s3",
-            now_ms=int(time.time() * 1000),
-        )
-
-    def object_path(self, key: str) -> str:
-        return f"/{self.creds.bucket}/{key}" if self.creds is not None else f"/bench/{key}"
-
-    def request(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        key: str,
-        *,
-        query: str = "",
-        content: bytes | AsyncIterator[bytes] | None = None,
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> httpx.Request:
-        path = self.object_path(key)
-        url = f"{self.server.base_url}{path}" + (f"?{query}" if query else "")
-        headers = [*self.headers(method, path, query), *extra]
-        return client.build_request(method, url, headers=headers, content=content)
-
-
-# ---------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Measured:
-    """One run: how many requests, how long, and what they cost."""
+    """Everything measured on one server."""
 
-    ops: int
-    wall_s: float
-    latencies_s: tuple[float, ...]
-    server_cpu_s: float
-    client_cpu_s: float
-
-    @property
-    def ops_per_s(self) -> float:
-        return self.ops / self.wall_s
-
-    def latency_ms(self, quantile: float) -> float:
-        ordered = sorted(self.latencies_s)
-        return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
-
-    @property
-    def server_cpu_per_op_s(self) -> float:
-        return self.server_cpu_s / self.ops
-
-    @property
-    def client_share_pct(self) -> float:
-        return 100 * self.client_cpu_s / self.wall_s
+    server: str
+    kind: str
+    runtime: str | None
+    small: dict[tuple[str, int], Load]
+    listing: ListResult | None = None
+    big: BigResult | None = None
+    rss: RssResult | None = None
 
 
-async def _lanes(count: int, fn: Callable[[int], Awaitable[None]], concurrency: int) -> None:
-    """Calls ``fn(i)`` for i in range(count), ``concurrency`` in flight."""
-
-    async def lane(first: int) -> None:
-        for i in range(first, count, concurrency):
-            await fn(i)
-
-    async with anyio.create_task_group() as tg:
-        for first in range(concurrency):
-            tg.start_soon(lane, first)
+def _runtimes() -> tuple[str, ...]:
+    chosen = tuple(r for r in os.environ.get("BENCH_RUNTIMES", ",".join(RUNTIMES)).split(",") if r)
+    unknown = set(chosen) - set(RUNTIMES)
+    if unknown:
+        raise ValueError(f"BENCH_RUNTIMES: unknown runtimes {sorted(unknown)}")
+    return chosen
 
 
-def _check(response: httpx.Response, expected: int, what: str) -> None:
-    if response.status_code != expected:
-        raise RuntimeError(
-            f"{what}: status {response.status_code}, expected {expected}: {response.text[:300]}"
-        )
-
-
-async def _run(
-    server: Server,
-    count: int,
-    concurrency: int,
-    fn: Callable[[int], Awaitable[None]],
-) -> Measured:
-    """Times ``fn(i)`` for i in range(count) with ``concurrency`` in flight."""
-    latencies = [0.0] * count
-
-    async def timed(i: int) -> None:
-        start = time.perf_counter()
-        await fn(i)
-        latencies[i] = time.perf_counter() - start
-
-    cpu0, client0, wall0 = server.cpu_s(), time.process_time(), time.perf_counter()
-    with anyio.fail_after(REQUEST_TIMEOUT_S + count):
-        await _lanes(count, timed, concurrency)
-    wall, client = time.perf_counter() - wall0, time.process_time() - client0
-    return Measured(count, wall, tuple(latencies), server.cpu_s() - cpu0, client)
-
-
-async def _send_all(
-    client: httpx.AsyncClient,
-    server: Server,
-    requests: list[httpx.Request],
-    concurrency: int,
-    expected: int,
-) -> Measured:
-    async def send(i: int) -> None:
-        response = await client.send(requests[i])
-        _check(response, expected, f"{requests[i].method} {requests[i].url}")
-
-    return await _run(server, len(requests), concurrency, send)
-
-
-async def _warm(client: httpx.AsyncClient, target: Target, concurrency: int) -> None:
-    """Opens ``concurrency`` keep-alive connections (answers do not matter)."""
-    requests = [target.request(client, "HEAD", "warm-up") for _ in range(2 * concurrency)]
-
-    async def send(i: int) -> None:
-        await client.send(requests[i])
-
-    await _lanes(len(requests), send, concurrency)
-
-
-def _small_rows(
-    name: str, garage: Measured, ceiling: Measured | None, *, unit_ms: bool = True
-) -> list[Row]:
-    runs = ([("ceiling", ceiling)] if ceiling is not None else []) + [("garage", garage)]
-    rows: list[Row] = [(name, label, m.ops_per_s, "ops/s") for label, m in runs]
-    if ceiling is not None:
-        ratio = 100 * garage.ops_per_s / ceiling.ops_per_s
-        rows.append((f"{name} garage/ceiling", "ops/s ratio", ratio, "%"))
-    for quantile in (0.5, 0.99):
-        rows += [
-            (f"{name} latency", f"{label} p{round(quantile * 100)}", m.latency_ms(quantile), "ms")
-            for label, m in runs
-        ]
-    rows += [
-        (f"{name} server CPU/op", label, 1000 * m.server_cpu_per_op_s, "ms") for label, m in runs
+def _plan(tmp: Path) -> list[tuple[str, Callable[[], Server]]]:
+    """The servers in the order they run: the references first, so that a node's targets
+    are known while it still runs (to profile it when one is missed)."""
+    plan: list[tuple[str, Callable[[], Server]]] = [("moto", lambda: start_moto(tmp))]
+    for runtime in _runtimes():
+        plan.append((f"ceiling {runtime}", lambda r=runtime: start_ceiling(r, tmp)))  # type: ignore[misc]  # binds the loop's runtime
+        plan.append((f"garage {runtime}", lambda r=runtime: start_garage(r, tmp)))  # type: ignore[misc]  # same
+    plan += [
+        (f"cluster {runtime}", lambda r=runtime: start_cluster(r, tmp)[0])  # type: ignore[misc]  # same
+        for runtime in _runtimes()
     ]
-    rows += [(f"{name} client CPU", label, m.client_share_pct, "% core") for label, m in runs]
-    return rows
+    return plan
 
 
-def _big_rows(name: str, size: int, garage: Measured, ceiling: Measured) -> list[Row]:
-    runs = (("ceiling", ceiling), ("garage", garage))
-    rows: list[Row] = [(name, label, size / MB / m.wall_s, "MB/s") for label, m in runs]
-    rows.append((f"{name} garage/ceiling", "MB/s ratio", 100 * ceiling.wall_s / garage.wall_s, "%"))
-    rows += [(f"{name} server CPU/op", label, 1000 * m.server_cpu_s, "ms") for label, m in runs]
-    rows += [(f"{name} client CPU", label, m.client_share_pct, "% core") for label, m in runs]
-    return rows
+def _measure(server: Server, sizes: Sizes) -> Measured:
+    scale = SCALE[server.kind]
+    counts = {c: max(16, int(n * scale)) for c, n in sizes.small.items()}
+    warm_up(server)
+    measured = Measured(server.label, server.kind, server.runtime, small_ops(server, counts).loads)
+    # The cluster's slow paths (three processes on two cores, three copies of every byte)
+    # would take most of the run: it gets the small objects, and on the default runtime
+    # the memory test (each node's RSS); big objects and listings are one node's figures.
+    if server.kind in ("garage", "moto"):
+        measured.listing = listing(server, sizes.list_keys, sizes.list_repeat)
+    if server.kind != "cluster":
+        measured.big = big(server, sizes.big)
+    if server.kind == "garage" or (server.kind == "cluster" and server.runtime == RUNTIMES[0]):
+        measured.rss = rss(server, sizes.rss)
+    return measured
 
 
-@dataclass(frozen=True, slots=True)
-class SmallObjects:
-    """The distinct 4 KiB objects of one concurrency level, and their requests."""
-
-    keys: tuple[str, ...]
-    bodies: tuple[bytes, ...]
-
-    @classmethod
-    def make(cls, concurrency: int, count: int) -> SmallObjects:
-        keys = tuple(f"small/x{concurrency}/{i:06d}" for i in range(count))
-        return cls(keys, tuple(os.urandom(SMALL) for _ in keys))
-
-    def requests(
-        self, target: Target, client: httpx.AsyncClient, method: str
-    ) -> list[httpx.Request]:
-        """One request per object (PUT carries its body), built and signed now."""
-        return [
-            target.request(client, method, key, content=body if method == "PUT" else None)
-            for key, body in zip(self.keys, self.bodies, strict=True)
-        ]
+# ---------------------------------------------------------------- targets
 
 
-async def _small_level(
-    clients: dict[str, httpx.AsyncClient],
-    node: Target,
-    ceiling: Target,
-    concurrency: int,
-    count: int,
-) -> list[Row]:
-    """PUT, GET, HEAD then DELETE of ``count`` objects, ``concurrency`` in flight."""
-    gc, cc = clients["garage"], clients["ceiling"]
-    objects = SmallObjects.make(concurrency, count)
-    await _warm(gc, node, concurrency)
-    await _warm(cc, ceiling, concurrency)
-    name = f"4 KiB {{}} x{concurrency}"
+def _ops(
+    results: dict[str, Measured], label: str, op: str, concurrency: int = TARGET_CONCURRENCY
+) -> float | None:
+    found = results.get(label)
+    load = found.small.get((op, concurrency)) if found else None
+    return load.ops_per_s if load else None
 
-    async def node_run(method: str, expected: int) -> Measured:
-        return await _send_all(
-            gc, node.server, objects.requests(node, gc, method), concurrency, expected
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _targets(results: dict[str, Measured], label: str, sizes: Sizes) -> list[Target]:
+    """The targets that concern ``label``, from what is measured so far."""
+    m = results[label]
+    rt = m.runtime
+    x = TARGET_CONCURRENCY
+    out: list[Target] = []
+    if m.kind == "garage":
+        ceiling = f"ceiling {rt}"
+        for op, goal in (("GET", 0.7), ("PUT", 0.5)):
+            out.append(
+                Target(
+                    f"4 KiB {op} x{x}: {label} / {ceiling}",
+                    _div(_ops(results, label, op), _ops(results, ceiling, op)),
+                    goal,
+                    profile=f"{label}: 4 KiB {op} x{x}",
+                )
+            )
+        out.append(
+            Target(
+                f"4 KiB GET x{x}: {label} / moto",
+                _div(_ops(results, label, "GET"), _ops(results, "moto", "GET")),
+                3.0,
+                profile=f"{label}: 4 KiB GET x{x}",
+            )
         )
-
-    async def ceiling_run(method: str) -> Measured:
-        requests = objects.requests(ceiling, cc, method)
-        return await _send_all(cc, ceiling.server, requests, concurrency, 200)
-
-    rows = _small_rows(name.format("PUT"), await node_run("PUT", 200), await ceiling_run("PUT"))
-    get_requests = objects.requests(node, gc, "GET")
-
-    async def get(i: int) -> None:
-        response = await gc.send(get_requests[i])
-        _check(response, 200, f"GET {objects.keys[i]}")
-        if response.content != objects.bodies[i]:
-            raise RuntimeError(f"GET {objects.keys[i]}: the body differs from what was put")
-
-    get_m = await _run(node.server, count, concurrency, get)
-    rows += _small_rows(name.format("GET"), get_m, await ceiling_run("GET"))
-    rows += _small_rows(name.format("HEAD"), await node_run("HEAD", 200), None)
-    rows += _small_rows(name.format("DELETE"), await node_run("DELETE", 204), None)
-    return rows
-
-
-def _chunks(size: int, seed: int) -> Iterator[bytes]:
-    """``size`` bytes in 1 MiB chunks, each distinct (no block is deduplicated) and
-    incompressible: one random MiB with the chunk's number in its first bytes."""
-    base = bytearray(os.urandom(MIB))
-    for i in range(0, size, MIB):
-        base[:16] = (seed * 2**64 + i).to_bytes(16, "big")
-        yield bytes(base[: min(MIB, size - i)])
-
-
-async def _stream(size: int, seed: int) -> AsyncIterator[bytes]:
-    for chunk in _chunks(size, seed):
-        yield chunk
-
-
-async def _big_one(
-    client: httpx.AsyncClient, target: Target, size: int
-) -> tuple[Measured, Measured]:
-    """One PUT of ``size`` streamed bytes, then one GET of them (received and counted)."""
-    await _warm(client, target, 1)
-    length = (("content-length", str(size)),)
-    put_request = target.request(client, "PUT", "big", content=_stream(size, 1), extra=length)
-    put = await _send_all(client, target.server, [put_request], 1, 200)
-    query = f"size={size}" if target.creds is None else ""
-    get_request = target.request(client, "GET", "big", query=query)
-
-    async def get(_: int) -> None:
-        response = await client.send(get_request, stream=True)
-        try:
-            _check(response, 200, "GET big")
-            received = 0
-            async for data in response.aiter_raw():
-                received += len(data)
-        finally:
-            await response.aclose()
-        if received != size:
-            raise RuntimeError(f"GET big: {received} bytes, expected {size}")
-
-    return put, await _run(target.server, 1, 1, get)
-
-
-async def _big(
-    clients: dict[str, httpx.AsyncClient], node: Target, ceiling: Target, size: int
-) -> list[Row]:
-    ceiling_put, ceiling_get = await _big_one(clients["ceiling"], ceiling, size)
-    node_put, node_get = await _big_one(clients["garage"], node, size)
-    label = f"{size // MIB} MiB"
-    return [
-        *_big_rows(f"{label} PUT", size, node_put, ceiling_put),
-        *_big_rows(f"{label} GET", size, node_get, ceiling_get),
-    ]
-
-
-async def _measure(garage: Server, creds: Credentials, ceiling: Server, quick: bool) -> list[Row]:
-    node, ceil = Target(garage, creds), Target(ceiling, None)
-    limits = httpx.Limits(
-        max_connections=max(CONCURRENCY), max_keepalive_connections=max(CONCURRENCY)
-    )
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-    async with (
-        httpx.AsyncClient(limits=limits, timeout=timeout) as gc,
-        httpx.AsyncClient(limits=limits, timeout=timeout) as cc,
-    ):
-        clients = {"garage": gc, "ceiling": cc}
-        ops = SMALL_OPS_QUICK if quick else SMALL_OPS
-        rows: list[Row] = []
-        for concurrency in CONCURRENCY:
-            rows += await _small_level(clients, node, ceil, concurrency, ops[concurrency])
-        rows += await _big(clients, node, ceil, BIG_QUICK if quick else BIG)
-    return rows
-
-
-def run(quick: bool) -> list[Row]:
-    """4 KiB PUT/GET/HEAD/DELETE ops/s and big PUT/GET MB/s of one node, and the ceiling."""
-    with tempfile.TemporaryDirectory(prefix="garage-bench-s3-") as tmp:
-        log = Path(tmp) / "garage.log"
-        try:
-            garage, creds = _start_garage(Path(tmp) / "node")
-            try:
-                ceiling = _start_ceiling()
-                try:
-                    rows: list[Row] = anyio.run(
-                        _measure, garage, creds, ceiling, quick, backend="trio"
+        size = f"{sizes.big // MIB} MiB"
+        if m.big is not None:
+            for op, goal in (("PUT", 250.0), ("GET", 500.0)):
+                out.append(
+                    Target(
+                        f"{size} {op}, one request: {label}",
+                        m.big.mb_per_s(op),
+                        goal,
+                        unit="MB/s",
+                        profile=f"{label}: {size} {op}",
                     )
-                finally:
-                    _stop(ceiling)
-            finally:
-                _stop(garage)
-        except BaseException:
-            if log.exists():  # the node's side of the story, before the directory goes
-                print(log.read_text()[-4000:], file=sys.stderr)
-            raise
-    return rows
+                )
+    if m.kind == "cluster":
+        out += [
+            Target(
+                f"4 KiB {op} x{x}: {label} / moto",
+                _div(_ops(results, label, op), _ops(results, "moto", op)),
+                2.0,
+                profile=f"{label}: 4 KiB {op} x{x}",
+            )
+            for op in ("PUT", "GET")
+        ]
+    return out
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def _profile(server: Server, what: str, sizes: Sizes) -> Summary:
+    """Runs the workload ``what`` (``4 KiB GET x16``, ``256 MiB PUT``...) under py-spy
+    (on the first process: node 1 of a cluster)."""
+    title = f"{server.label}: {what}"
+    pid = server.pids[0]
+    target = server.target
+    batch = 200
+    counter = itertools.count()
+    if what.startswith("4 KiB"):
+        op = what.split()[2]
+        keys = [f"profile/{i:05d}" for i in range(batch)]
+        bodies = [os.urandom(SMALL) for _ in keys]
+        fire(target, small_requests(server, "PUT", keys, bodies), connections=16)
+
+        def workload() -> None:
+            names = keys
+            if op == "PUT":
+                names = [f"profile/{next(counter)}/{i:05d}" for i in range(batch)]
+            fire(target, small_requests(server, op, names, bodies), connections=16)
+
+    else:
+        op = what.split()[-1]
+        size = min(sizes.big, 64 * MIB)
+        fire(target, [target.request("PUT", "profile/big", generated=size, seed=7)], connections=1)
+
+        def workload() -> None:
+            if op == "PUT":
+                request = target.request("PUT", "profile/big", generated=size, seed=next(counter))
+            else:
+                request = target.request("GET", "profile/big")
+            fire(target, [request], connections=1)
+
+    summary = record(title, pid, sizes.profile_s, workload)
+    if server.kind == "cluster":
+        return dataclasses.replace(summary, title=f"{title} (node 1)")
+    return summary
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _small_table(results: dict[str, Measured]) -> Table:
+    rows = []
+    for op in OPS:
+        for concurrency in sorted({c for m in results.values() for _, c in m.small}):
+            for m in results.values():
+                load = m.small.get((op, concurrency))
+                if load is None:
+                    continue
+                ceiling = (
+                    _ops(results, f"ceiling {m.runtime}", op, concurrency) if m.runtime else None
+                )
+                moto = _ops(results, "moto", op, concurrency)
+                rows.append(
+                    (
+                        f"{op} x{concurrency}",
+                        m.server,
+                        load.ops_per_s,
+                        load.latency_ms(0.5),
+                        load.latency_ms(0.99),
+                        load.server_cpu_per_op_ms,
+                        load.client_share_pct,
+                        ratio(load.ops_per_s, ceiling),
+                        ratio(load.ops_per_s, moto),
+                    )
+                )
+    return Table(
+        "4 KiB objects: PUT, GET, HEAD, DELETE (N in flight)",
+        (
+            "op", "server", "ops/s", "p50 ms", "p99 ms", "server CPU ms/op",
+            "client CPU %", "vs ceiling (same runtime)", "vs moto",
+        ),
+        tuple(rows),
+        (
+            "vs ceiling: our ops/s over the ceiling's for the same op and concurrency "
+            "(the ceiling answers every method with an empty 200, GET with 4 KiB)",
+            "server CPU: every process of the server (3 for a cluster), user + system",
+            "client CPU: the load generator's share of one core over the run",
+        ),
+    )  # fmt: skip
+
+
+def _list_table(results: dict[str, Measured], sizes: Sizes) -> Table:
+    moto = results.get("moto")
+    moto_list = moto.listing if moto else None
+    rows = tuple(
+        (
+            m.server,
+            m.listing.page_ms,
+            m.listing.keys_per_s,
+            m.listing.server_cpu_per_page_ms,
+            100 * m.listing.client_cpu_s / sum(m.listing.listing_s),
+            m.listing.fill_per_s,
+            ratio(m.listing.keys_per_s, moto_list.keys_per_s if moto_list else None),
+        )
+        for m in results.values()
+        if m.listing is not None
+    )
+    return Table(
+        f"ListObjectsV2 over {sizes.list_keys:,} keys, 1,000 per page",
+        (
+            "server", "ms/page", "keys/s", "server CPU ms/page", "client CPU %",
+            "fill: empty PUT/s x16", "vs moto",
+        ),
+        rows,
+        (
+            f"best of {sizes.list_repeat} full listings, page after page (each page needs "
+            "the previous one's continuation token); client: Python's http.client",
+        ),
+    )  # fmt: skip
+
+
+def _big_table(results: dict[str, Measured], sizes: Sizes) -> Table:
+    rows = []
+    for way in ("PUT", "GET", "multipart PUT", "ranged GET"):
+        for m in results.values():
+            if m.big is None:
+                continue
+            ceiling = results.get(f"ceiling {m.runtime}") if m.runtime else None
+            ceiling_big = ceiling.big if ceiling else None
+            load = m.big.loads[way]
+            rows.append(
+                (
+                    way,
+                    m.server,
+                    m.big.mb_per_s(way),
+                    load.server_cpu_s / (m.big.size / 1e9),
+                    load.client_share_pct,
+                    ratio(m.big.mb_per_s(way), ceiling_big.mb_per_s(way) if ceiling_big else None),
+                )
+            )
+    size = f"{sizes.big // MIB} MiB"
+    return Table(
+        f"Big objects: {size}",
+        ("way", "server", "MB/s", "server CPU s/GB", "client CPU %", "vs ceiling"),
+        tuple(rows),
+        (
+            "PUT/GET: one request; multipart PUT: create, 8 MiB parts 4 in flight, complete "
+            "(the ceiling: the parts' PUTs only); ranged GET: 8 MiB ranges, 4 in flight",
+            "MB/s is 10^6 bytes per second; bodies are distinct, incompressible 1 MiB chunks",
+        ),
+    )
+
+
+def _rss_table(results: dict[str, Measured], sizes: Sizes) -> Table:
+    rows = []
+    for m in results.values():
+        if m.rss is None:
+            continue
+        for i, (before, peak) in enumerate(zip(m.rss.before_bytes, m.rss.peak_bytes, strict=True)):
+            name = m.server if len(m.rss.peak_bytes) == 1 else f"{m.server} node {i + 1}"
+            rows.append((name, before / MIB, peak / MIB, (peak - before) / MIB, m.rss.mb_per_s))
+    return Table(
+        f"Peak RSS during 16 concurrent uploads of {sizes.rss // MIB} MiB",
+        ("server", "RSS before MiB", "peak RSS MiB", "growth MiB", "upload MB/s (all 16)"),
+        tuple(rows),
+        (
+            f"{16 * sizes.rss // MIB} MiB in flight in total: a bounded peak shows the "
+            "bodies stream through (the kernel's VmHWM, reset before the uploads)",
+        ),
+    )
+
+
+# ---------------------------------------------------------------- run
+
+
+def _one(
+    label: str,
+    start: Callable[[], Server],
+    sizes: Sizes,
+    results: dict[str, Measured],
+    outcome: Outcome,
+) -> None:
+    """Starts one server, measures it (and profiles it where it misses a target), stops
+    it. A failure is reported (with the server's logs on stderr) and the run goes on."""
+    print(f"  {label} ...", file=sys.stderr, flush=True)
+    try:
+        server = start()
+    except Exception as exc:
+        outcome.failures.append(f"{label} did not start: {str(exc)[:500]}")
+        traceback.print_exc()
+        return
+    try:
+        results[label] = _measure(server, sizes)
+        targets = _targets(results, label, sizes)
+        outcome.targets += targets
+        if os.environ.get("BENCH_PROFILE", "1") != "0":
+            missed = [t.profile for t in targets if t.met is False and t.profile is not None]
+            for wanted in list(dict.fromkeys(missed))[: sizes.profiles_per_server]:
+                what = wanted.split(": ", 1)[1]
+                outcome.profiles.append(_profile(server, what, sizes))
+    except Exception as exc:
+        outcome.failures.append(f"{label}: {str(exc)[:500]}")
+        traceback.print_exc()
+        print(server.log_tail(), file=sys.stderr)
+    finally:
+        stop(server)
+
+
+def run(quick: bool) -> Outcome:
+    """Measures every server (see the module's docstring); returns tables and targets."""
+    sizes = QUICK if quick else FULL
+    outcome = Outcome()
+    results: dict[str, Measured] = {}
+    with tempfile.TemporaryDirectory(prefix="garage-bench-s3-") as tmp:
+        for label, start in _plan(Path(tmp)):
+            _one(label, start, sizes, results, outcome)
+    outcome.tables = [
+        _small_table(results),
+        _list_table(results, sizes),
+        _big_table(results, sizes),
+        _rss_table(results, sizes),
+    ]
+    return outcome
 
 
 if __name__ == "__main__":
-    for row in run(quick="--quick" in sys.argv[1:]):
-        print(*row, sep="\t")
+    from bench._report import render_text
+
+    result = run(quick="--quick" in sys.argv[1:])
+    for table in result.tables:
+        print(render_text(table), end="\n\n")

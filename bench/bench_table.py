@@ -2,7 +2,7 @@
 
 Each node has its own sqlite db in a temporary directory, a NetApp (encrypted transport),
 an RpcHelper, the tables and a BackgroundRunner with their Merkle workers; every node
-stores every partition (replication factor 3, quorums of 2). All three share one trio
+stores every partition (replication factor 3, quorums of 2). All three share one
 event loop and one interpreter, so the figures are those of a whole cluster on one core
 (a real cluster has a core per node), including the third replica's write that continues
 after the quorum. Measured:
@@ -17,12 +17,15 @@ after the quorum. Measured:
   does for one peer) is timed: seconds, and items covered per second. The pass must send
   exactly the differing items.
 
-N is 100,000 (10,000 with ``--quick``). Run it with ``uv run python -m bench bench_table``
+N is 100,000 (10,000 with ``--quick``). Everything runs once per runtime of
+``BENCH_RUNTIMES`` (trio, then asyncio: the table layer is written against anyio), side
+by side in one table. Run it with ``uv run python -m bench bench_table``
 or ``uv run python bench/bench_table.py [--quick]``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +36,8 @@ from typing import TYPE_CHECKING, ClassVar, Final
 import anyio
 import anyio.to_thread
 
+from bench._report import Cell, Outcome, ratio
+from bench._report import Table as ReportTable
 from garage_rpc import (
     LayoutHelper,
     LayoutHistory,
@@ -292,15 +297,42 @@ async def _measure(tmp: Path, n_ops: int, n_items: int) -> list[Row]:
     return await _with_cluster(tmp, body)
 
 
-def run(quick: bool) -> list[Row]:
-    """Quorum inserts and gets per second, and the Merkle sync of N items, 1% differing."""
+def run(quick: bool) -> Outcome:
+    """Quorum inserts and gets per second, and the Merkle sync of N items, 1% differing,
+    on each runtime of ``BENCH_RUNTIMES`` (trio and asyncio by default)."""
     n_ops = 500 if quick else 3000
     n_items = 10_000 if quick else 100_000
-    with tempfile.TemporaryDirectory(prefix="garage-bench-table-") as tmp:
-        rows: list[Row] = anyio.run(_measure, Path(tmp), n_ops, n_items, backend="trio")
-    return rows
+    runtimes = [r for r in os.environ.get("BENCH_RUNTIMES", "trio,asyncio").split(",") if r]
+    by_runtime: dict[str, list[Row]] = {}
+    for runtime in runtimes:
+        with tempfile.TemporaryDirectory(prefix="garage-bench-table-") as tmp:
+            by_runtime[runtime] = anyio.run(_measure, Path(tmp), n_ops, n_items, backend=runtime)
+    first = by_runtime[runtimes[0]]
+    rows = []
+    for i, (bench, variant, _, unit) in enumerate(first):
+        values = [by_runtime[r][i][2] for r in runtimes]
+        cells: list[Cell] = [bench, variant, unit, *values]
+        if len(runtimes) > 1:
+            cells.append(ratio(values[1], values[0]))
+        rows.append(tuple(cells))
+    columns = ("benchmark", "variant", "unit", *runtimes)
+    if len(runtimes) > 1:
+        columns = (*columns, f"{runtimes[1]} / {runtimes[0]}")
+    table = ReportTable(
+        "Table layer: 3 nodes in one process (one event loop, one core)",
+        columns,
+        tuple(rows),
+        (
+            "every node stores every partition: writes wait for 2 of 3, reads ask 2 of 3",
+            "merkle sync: one pass of every partition from a to b, which differ in 1% of "
+            "items (s: lower is better)",
+        ),
+    )
+    return Outcome(tables=[table])
 
 
 if __name__ == "__main__":
-    for row in run(quick="--quick" in sys.argv[1:]):
-        print(*row, sep="\t")
+    from bench._report import render_text
+
+    for table in run(quick="--quick" in sys.argv[1:]).tables:
+        print(render_text(table))

@@ -1,0 +1,254 @@
+"""What the benchmarks return and how the runner shows it: tables, targets, profiles.
+
+A benchmark module's ``run(quick)`` returns either a list of :data:`Row`
+``(benchmark, variant, value, unit)`` (shown as one table, each row with its ratio to the
+first variant of its benchmark) or an :class:`Outcome`: its own tables, the
+:class:`Target` figures it can judge, and the profile summaries of missed targets.
+
+The runner prints every table as text and writes the whole report as Markdown (the date,
+the machine, the load average, the commit, a summary table of every target with its
+ratio, then the tables and profiles): :func:`render_text`, :func:`render_markdown`,
+:func:`markdown_report`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from bench._profile import Summary
+
+__all__ = [
+    "Cell",
+    "Outcome",
+    "Row",
+    "Table",
+    "Target",
+    "fmt",
+    "machine",
+    "markdown_report",
+    "ratio",
+    "render_markdown",
+    "render_text",
+    "rows_table",
+]
+
+Row = tuple[str, str, float, str]
+Cell = str | float | int | None
+ROOT: Final = Path(__file__).resolve().parent.parent
+
+
+def fmt(cell: Cell) -> str:
+    """A cell as text: numbers with about three significant digits."""
+    if cell is None:
+        return "-"
+    if isinstance(cell, str):
+        return cell
+    value = float(cell)
+    if value == 0:
+        return "0"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def ratio(numerator: float | None, denominator: float | None) -> str:
+    """``a / b`` as ``0.45x`` (``-`` when either is missing)."""
+    if numerator is None or not denominator:
+        return "-"
+    return f"{numerator / denominator:.2f}x"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A titled table; ``notes`` are printed under it."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A figure to report against a goal (never an assertion).
+
+    Attributes:
+        name: what is compared ("4 KiB GET x16: garage / ceiling, trio").
+        measured: the figure (``None``: not measured in this run).
+        goal: the figure to reach.
+        at_most: the goal is a maximum (latency) rather than a minimum.
+        unit: ``x`` for ratios, ``MB/s``, ``RTT``...
+        profile: the title of the profile that says where the time goes.
+    """
+
+    name: str
+    measured: float | None
+    goal: float
+    at_most: bool = False
+    unit: str = "x"
+    profile: str | None = None
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured <= self.goal if self.at_most else self.measured >= self.goal
+
+    def cells(self) -> tuple[Cell, ...]:
+        sign = "<=" if self.at_most else ">="
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[self.met]
+        measured = "-" if self.measured is None else f"{fmt(self.measured)} {self.unit}"
+        return (self.name, measured, f"{sign} {fmt(self.goal)} {self.unit}", verdict)
+
+
+@dataclass
+class Outcome:
+    """What a benchmark module found."""
+
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    profiles: list[Summary] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def rows_table(title: str, rows: list[Row]) -> Table:
+    """Rows as a table, with each row's ratio to its benchmark's first variant."""
+    first: dict[str, float] = {}
+    cells = []
+    for bench, variant, value, unit in rows:
+        base = first.setdefault(bench, value)
+        cells.append((bench, variant, value, unit, ratio(value, base)))
+    return Table(title, ("benchmark", "variant", "value", "unit", "ratio"), tuple(cells))
+
+
+def render_text(table: Table) -> str:
+    """The table as aligned text, for the terminal."""
+    grid = [list(table.columns), *([fmt(c) for c in row] for row in table.rows)]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(table.columns))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 or not _numeric(c) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [f"== {table.title}", line(grid[0]), *(line(r) for r in grid[1:])]
+    out += [f"   {note}" for note in table.notes]
+    return "\n".join(out)
+
+
+def _numeric(text: str) -> bool:
+    """Whether a cell is a figure (right-aligned): ``1,234``, ``0.45x``, ``-``."""
+    try:
+        float(text.replace(",", "").removesuffix("x"))
+    except ValueError:
+        return text == "-"
+    return True
+
+
+def render_markdown(table: Table, level: int = 3) -> str:
+    """The table as Markdown (a heading, the table, its notes)."""
+    out = [f"{'#' * level} {table.title}", ""]
+    out.append("| " + " | ".join(table.columns) + " |")
+    out.append("|" + "|".join("---" for _ in table.columns) + "|")
+    out += ["| " + " | ".join(fmt(c).replace("|", "/") for c in row) + " |" for row in table.rows]
+    if table.notes:
+        out.append("")
+        out += [f"- {note}" for note in table.notes]
+    return "\n".join(out)
+
+
+def _run(*argv: str) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    except OSError:
+        return "?"
+    return done.stdout.strip() or "?"
+
+
+def machine() -> dict[str, str]:
+    """Where and when: date, kernel, CPU, cores, memory, Python, commit, load average."""
+    cpu = "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = models[0] if models else "?"
+    mem = "?"
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        total_kib = int(meminfo.read_text().split()[1])
+        mem = f"{total_kib / 2**20:.1f} GiB"
+    dirty = _run("git", "status", "--porcelain", "--untracked-files=no")
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "uname": _run("uname", "-a") if os.name == "posix" else " ".join(platform.uname()),
+        "cpu": f"{cpu}, {os.cpu_count()} cores, {mem}",
+        "python": sys.version.split()[0],
+        "commit": _run("git", "rev-parse", "HEAD")
+        + (" (with uncommitted changes)" if dirty not in ("", "?") else ""),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def markdown_report(
+    info: dict[str, str],
+    outcomes: dict[str, Outcome],
+    *,
+    args: str,
+    duration_s: float,
+    load_after: str,
+) -> str:
+    """The whole report, as bench/results/latest.md holds it."""
+    out = [
+        "# Benchmarks of Garage in Python",
+        "",
+        f"- date: {info['date']} (`python -m bench {args}`, {duration_s / 60:.1f} min)",
+        f"- machine: `{info['uname']}`; {info['cpu']}",
+        f"- Python {info['python']}; commit `{info['commit']}`",
+        f"- load average at start: {info['load']}; at the end: {load_after} "
+        "(servers and client share the same cores: on a busy machine every figure "
+        "is pessimistic)",
+        "",
+    ]
+    targets = [t for o in outcomes.values() for t in o.targets]
+    if targets:
+        summary = Table(
+            "Targets (reported, not asserted)",
+            ("target", "measured", "goal", "verdict"),
+            tuple(t.cells() for t in targets),
+        )
+        out += [render_markdown(summary, 2), ""]
+    for name, outcome in outcomes.items():
+        out += [f"## {name}", ""]
+        out += [f"- FAILED: {failure}" for failure in outcome.failures]
+        if outcome.failures:
+            out.append("")
+        for table in outcome.tables:
+            markdown = render_markdown(table)
+            if table.title == name:  # a module's only table: its heading says it already
+                markdown = markdown.split("\n", 2)[2]
+            out += [markdown, ""]
+        for profile in outcome.profiles:
+            out += [f"### Profile: {profile.title}", ""]
+            out += [f"- {line}" for line in profile.lines]
+            if profile.hint is not None:
+                area = f" ({profile.top_area})" if profile.next_step is None else ""
+                out.append(f"- next optimisation{area}: {profile.hint}")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
