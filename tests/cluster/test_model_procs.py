@@ -111,17 +111,24 @@ async def test_object_blocks_are_placed_shared_counted_and_collected(tmp_path: P
         blocks = await put(c, nodes[0], bucket, "big.bin", data)
         assert len(blocks) == 50
         assert len(set(blocks)) == 50
-        # Each block on all three nodes (one per zone), with nothing else stored.
-        for n in nodes:
-            assert set(block_files(n)) == set(blocks)
+        # Each block on all three nodes (one per zone), with nothing else stored: the PUT is
+        # acknowledged by a write quorum (2 of 3), the third copy may land just after.
+        await wait_until(
+            lambda: all(set(block_files(n)) == set(blocks) for n in nodes),
+            "every block on every node",
+            timeout_s=30,
+        )
         read = await call_ok(c, nodes[2], GET_OBJECT, ObjectKey(bucket, "big.bin"))
         assert (read.found, read.size) == (True, len(data))  # type: ignore[attr-defined]
         assert read.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()  # type: ignore[attr-defined]
 
         # The same bytes under another key share every block.
         assert await put(c, nodes[1], bucket, "copy.bin", data) == blocks
-        for n in nodes:
-            assert set(block_files(n)) == set(blocks)
+        await wait_until(
+            lambda: all(set(block_files(n)) == set(blocks) for n in nodes),
+            "every block still on every node",
+            timeout_s=30,
+        )
 
         async def counted() -> bool:
             values = await counters(c, nodes[1], bucket)
@@ -166,6 +173,12 @@ async def test_scrub_finds_a_corrupted_block_and_resync_repairs_it(tmp_path: Pat
         data = os.urandom(3 * MiB + 5)
         blocks = await put(c, nodes[0], bucket, "doc", data)
         victim, good = nodes[1], nodes[2]
+        # The PUT returns once a write quorum (2 of 3) stored each block: wait for all three.
+        await wait_until(
+            lambda: all(blocks[1] in block_files(n) for n in nodes),
+            "the block on every node",
+            timeout_s=30,
+        )
         path = block_files(victim)[blocks[1]]
         original = path.read_bytes()
         damaged = bytearray(original)
@@ -193,6 +206,11 @@ async def test_a_wiped_data_dir_is_refilled_by_resync(tmp_path: Path) -> None:
         bucket = (await call_ok(c, nodes[0], CREATE_BUCKET, BucketName("backup"))).id  # type: ignore[attr-defined]
         data = os.urandom(5 * MiB)
         blocks = await put(c, nodes[0], bucket, "archive", data)
+        await wait_until(
+            lambda: all(set(block_files(n)) == set(blocks) for n in nodes),
+            "every block on every node",
+            timeout_s=30,
+        )
         wiped = nodes[2]
         wiped.kill()
         for sub in (wiped.metadata_dir / "data").iterdir():
