@@ -13,8 +13,12 @@ write it saw. Operations:
 - ``get``: ask the read quorum of the partition's read nodes, merge the answers. If they
   differed, the merged entry is written back to the read nodes in the background
   (read repair): the next read will find them agreeing.
-- ``get_range``: the same over a range of one partition; only the first ``limit`` merged
-  entries are returned, since entries beyond them were not necessarily seen by a quorum.
+- ``get_range``: the same over a range of one partition. Nodes filter their own copies,
+  so keys that not every answering node returned are read again with ``get`` and the
+  filter is applied to the merge (a stale replica cannot bring back a deleted entry);
+  merged entries past the last key of a node that returned a full page are left to the
+  next round, since that node did not look there. Fewer than ``limit`` entries means the
+  partition ends.
 
 Deleting is inserting a tombstone (an entry whose ``is_tombstone()`` is true); tombstone
 garbage collection removes it later, once every replica has it.
@@ -73,6 +77,8 @@ E = TypeVar("E", bound="TableEntry[Any, Any]")
 #: A read repair is best effort: give up on a replica after this long.
 _REPAIR_TIMEOUT_S: Final = 30.0
 _DEFAULT_STRATEGY: Final = RequestStrategy()
+#: Quorum reads in flight at once while a range read completes its divergent keys.
+_COMPLETE_CONCURRENCY: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,11 +369,46 @@ class Table(Generic[E]):
         limit: int,
         order: EnumerationOrder,
     ) -> list[E]:
+        out: list[E] = []
+        start = None if begin_sort_key is None else begin_sort_key.sort_key()
+        after: bytes | None = None  # sort key already returned by the previous round
+        while len(out) < limit:
+            # A continuing round starts at the previous round's bound (inclusive) and asks
+            # for one more entry, so a full answer always reaches past it: progress.
+            want = limit - len(out) + (0 if after is None else 1)
+            entries, bound = await self._range_round(partition_key, start, filter, want, order)
+            out.extend(e for e in entries if e.sort_key().sort_key() != after)
+            if bound is None:
+                break
+            start = after = bound
+        return out[:limit]
+
+    async def _range_round(
+        self,
+        partition_key: PartitionKey,
+        start: bytes | None,
+        filter: object | None,
+        limit: int,
+        order: EnumerationOrder,
+    ) -> tuple[list[E], bytes | None]:
+        """One quorum range read, merged, then filtered.
+
+        Each node applies the filter to its own copy, so a node holding a newer state that
+        fails the filter (say a delete) returns nothing for that key while a stale node
+        returns its old state. Every key that not all answering nodes returned is therefore
+        read again with a quorum ``get`` and the filter applied to the merge. A node that
+        returned ``limit`` entries may hold more past its last one: merged entries beyond
+        the first such last key are left for the next round.
+
+        Returns:
+            The merged entries that pass the filter, in order, and the sort key the next
+            round starts from (None when every node reached the end of the partition).
+        """
         pk_hash = partition_key.hash()
         nodes = self._read_nodes(pk_hash)
         request = ReadRange(
             partition_hash=pk_hash,
-            begin_sort_key=None if begin_sort_key is None else begin_sort_key.sort_key(),
+            begin_sort_key=start,
             filter=None if filter is None else pack(filter),
             limit=limit,
             reverse=order is EnumerationOrder.REVERSE,
@@ -379,23 +420,57 @@ class Table(Generic[E]):
         answers = await self._rpc.try_call_many(
             read, nodes, quorum=self._replication.read_quorum(), strategy=self._strategy
         )
+        reverse = order is EnumerationOrder.REVERSE
         by_key: dict[bytes, list[bytes]] = {}
+        merged: dict[bytes, E] = {}
+        bound: bytes | None = None
         for answer in answers:
+            last: bytes | None = None
             for value in answer.values:
                 entry = self._schema.decode_entry(value)
-                key = bytes(entry.partition_key().hash()) + entry.sort_key().sort_key()
-                by_key.setdefault(key, []).append(value)
-        merged: list[tuple[bytes, E]] = []
-        to_repair: list[E] = []
-        for key, values in by_key.items():
-            entry = self._merge(values)
-            merged.append((key, entry))
-            if len(values) != len(answers) or any(v != values[0] for v in values):
-                to_repair.append(entry)
+                last = entry.sort_key().sort_key()
+                by_key.setdefault(last, []).append(value)
+                seen = merged.get(last)
+                merged[last] = entry if seen is None else seen.merge(entry)
+            if (  # a full answer: this node did not look past its last key
+                last is not None
+                and len(answer.values) >= limit
+                and (bound is None or (last > bound if reverse else last < bound))
+            ):
+                bound = last
+        keys = sorted(by_key, reverse=reverse)
+        if bound is not None:
+            keys = [k for k in keys if (k >= bound if reverse else k <= bound)]
+        partial = [k for k in keys if len(by_key[k]) != len(answers)]
+        if filter is not None and partial:
+            await self._complete(partition_key, merged, partial)
+        to_repair = [
+            merged[k]
+            for k in keys
+            if len(by_key[k]) != len(answers) or any(v != by_key[k][0] for v in by_key[k])
+        ]
         if to_repair:
             self._repair(nodes, to_repair)
-        merged.sort(key=lambda kv: kv[0], reverse=order is EnumerationOrder.REVERSE)
-        return [entry for _, entry in merged[:limit]]
+        entries = [merged[k] for k in keys]
+        if filter is not None:
+            entries = [e for e in entries if self._schema.matches_filter(e, filter)]
+        return entries, bound
+
+    async def _complete(
+        self, partition_key: PartitionKey, merged: dict[bytes, E], keys: list[bytes]
+    ) -> None:
+        """Merges a quorum ``get`` of each of ``keys`` into ``merged``, in parallel."""
+        limiter = anyio.CapacityLimiter(_COMPLETE_CONCURRENCY)
+
+        async def complete(key: bytes) -> None:
+            async with limiter:
+                found = await self._get(partition_key, merged[key].sort_key())
+            if found is not None:
+                merged[key] = merged[key].merge(found)
+
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(complete, key)
 
     def _read_nodes(self, pk_hash: Hash) -> list[Uuid]:
         nodes = self._replication.read_nodes(pk_hash)
