@@ -23,10 +23,18 @@ from garage_rpc.net import NetApp, NodeKey
 from garage_rpc.peering import Peering, PeeringConfig
 from garage_rpc.replication_mode import ReplicationParams
 from garage_rpc.rpc_helper import RequestStrategy, RpcHelper
-from garage_table import MerkleWorker, Table, TableData, TableShardedReplication, TableSyncer
+from garage_table import (
+    MerkleWorker,
+    Table,
+    TableData,
+    TableFullReplication,
+    TableReplication,
+    TableShardedReplication,
+    TableSyncer,
+)
 from garage_table.schema import StringKey
 from garage_util.background import BackgroundRunner
-from garage_util.db import open_db
+from garage_util.db import Db, open_db
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,6 +60,7 @@ class Node:
     syncer: TableSyncer[KvEntry]
     addr: tuple[str, int]
     scope: anyio.CancelScope
+    db: Db
 
     @property
     def id(self) -> FixedBytes32:
@@ -75,6 +84,7 @@ async def started(
     bootstrap: list[tuple[FixedBytes32, tuple[str, int]]],
     *,
     port: int = 0,
+    full_copy: bool = False,
 ) -> AsyncIterator[Node]:
     netapp = NetApp(key, SECRET, handshake_timeout_s=2.0)
     peering = Peering(netapp, bootstrap_peers=bootstrap, config=FAST)
@@ -82,7 +92,11 @@ async def started(
     rpc = RpcHelper(netapp.id, zone_of={}, rtt_of=peering.avg_ping_s)
     db = open_db(db_dir)
     schema = KvSchema()
-    replication = TableShardedReplication(lambda: manager.helper, ReplicationParams(3))
+    replication: TableReplication = (
+        TableFullReplication(lambda: manager.helper, netapp.id)
+        if full_copy
+        else TableShardedReplication(lambda: manager.helper, ReplicationParams(3))
+    )
     data: TableData[KvEntry] = TableData(schema, replication, db, node_id=netapp.id)
     table = Table(schema, replication, data, netapp, rpc, strategy=QUICK, layout=manager)
     syncer = TableSyncer(data, netapp)
@@ -112,7 +126,7 @@ async def started(
     tg.start_soon(serve)
     await ready.wait()
     try:
-        yield Node(netapp, manager, runner, data, table, syncer, bound[0], scope)
+        yield Node(netapp, manager, runner, data, table, syncer, bound[0], scope, db)
     finally:
         scope.cancel()
         await stopped.wait()  # worker threads finished their db calls

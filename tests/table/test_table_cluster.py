@@ -8,6 +8,7 @@ Waits poll with a deadline; no test asserts a duration.
 from __future__ import annotations
 
 import functools
+import threading
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import pytest
 from tests.polling import wait_until
 from tests.table.conftest import KvEntry
 from tests.table.harness import (
+    Node,
     connected,
     local,
     merkle_settled,
@@ -246,4 +248,59 @@ async def test_range_pages_are_complete_when_replicas_hold_different_keys(
                     break
                 start = StringKey(page[-1].sk + "\x00")  # the next key after the page
             assert listed == expected, limit
+        tg.cancel_scope.cancel()
+
+
+async def test_a_full_copy_write_is_readable_on_its_node_as_soon_as_it_returns(
+    tmp_path: Path,
+) -> None:
+    # Full-copy tables (buckets, keys) read from the local node only. A write quorum of
+    # n - 1 can be reached without the writing node itself: the write must still wait for it.
+    keys = [NodeKey.generate() for _ in range(3)]
+    layout = three_node_layout(keys)
+    async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
+        nodes: list[Node] = []
+        for i, key in enumerate(keys):
+            boot = [] if not nodes else [(nodes[0].id, nodes[0].addr)]
+            nodes.append(
+                await stack.enter_async_context(
+                    started(tg, key, tmp_path / f"n{i}", layout, boot, full_copy=True)
+                )
+            )
+        a = nodes[0]
+        await wait_until(lambda: connected(nodes), "full mesh")
+        # a's disk is slow: its write lock is held while the others acknowledge.
+        held, release = threading.Event(), threading.Event()
+
+        def hold(tx: object) -> None:
+            held.set()
+            release.wait(10)
+
+        async def slow_disk() -> None:
+            await anyio.to_thread.run_sync(a.db.transaction, hold)
+
+        async with anyio.create_task_group() as disk:
+            disk.start_soon(slow_disk)
+            await anyio.to_thread.run_sync(held.wait)
+            returned = anyio.Event()
+
+            async def write() -> None:
+                await a.table.insert(KvEntry.put("buckets", "b1", "id1", ts=1))
+                returned.set()
+
+            async with anyio.create_task_group() as writer:
+                writer.start_soon(write)
+                # b and c have it (the quorum) while a's own write waits on its disk.
+                await wait_until(
+                    lambda: all(local(n, "buckets", "b1") is not None for n in nodes[1:]),
+                    "the quorum acknowledged",
+                )
+                await anyio.sleep(0.3)
+                assert local(a, "buckets", "b1") is None
+                assert not returned.is_set()  # insert waits for a's own copy
+                release.set()
+            # insert returned: a's own copy, which its reads use, is there.
+            got = await a.table.get(StringKey("buckets"), StringKey("b1"))
+            assert got is not None
+            assert got.value.v == "id1"
         tg.cancel_scope.cancel()

@@ -291,14 +291,41 @@ class Table(Generic[E]):
                     if not values or values[-1] is not value:
                         values.append(value)
 
+        # A table that reads locally (full copy) must also have this node's own write done
+        # before returning: a quorum that left it out would let the caller's next read here
+        # miss what it just wrote.
+        own = self._netapp.id
+        local_reads = self._replication.read_nodes(entries[0].partition_key().hash()) == [own]
+        own_done = anyio.Event() if own in per_node and local_reads else None
+        own_outcome: list[str] = []  # "ok", or why this node's own write failed
+
         async def send(node: Uuid) -> None:
-            await self._netapp.call(
-                node, self._ep_update, Update(tuple(per_node[node])), prio=PRIO_NORMAL
-            )
+            outcome = "cancelled (timed out)"
+            try:
+                await self._netapp.call(
+                    node, self._ep_update, Update(tuple(per_node[node])), prio=PRIO_NORMAL
+                )
+                outcome = "ok"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                if node == own and own_done is not None:
+                    own_outcome.append(outcome)
+                    own_done.set()
 
         await self._rpc.try_write_many_sets(
             send, list(all_sets), quorum=self._replication.write_quorum(), strategy=self._strategy
         )
+        if own_done is not None:
+            with anyio.move_on_after(self._strategy.timeout_s):
+                await own_done.wait()
+            if own_outcome != ["ok"]:
+                why = own_outcome[0] if own_outcome else "timed out"
+                raise TableError(
+                    f"table {self._schema.TABLE_NAME}: the write reached a quorum but not "
+                    f"this node, which serves this table's reads: {why}"
+                )
 
     # ------------------------------------------------------------------ reads
 
