@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         status: int = anyio.run(run_probe, *probe, backend="trio")
         return status
     cells = _cells(args)
+    if args.json is not None:  # written after every run, so a long matrix keeps its results
+        args.json.parent.mkdir(parents=True, exist_ok=True)
     results = anyio.run(_matrix, args, cells, tools, backend="trio")
     if args.report is not None:
         write_report(results, args.report)
