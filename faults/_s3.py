@@ -22,13 +22,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, final
-from urllib.parse import quote
 
 import anyio
 import httpx
 
 from faults.history import FAIL, INFO, OK
-from garage_api.signature import sign_request
+from garage_api.signature import sign_request, uri_encode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -130,10 +129,8 @@ class S3Client:
     ) -> Reply:
         """Sends one signed request within :data:`CLIENT_TIMEOUT_S`; never raises for
         network errors (they come back as a :class:`Reply` without status)."""
-        path = f"/{self._bucket}" + (f"/{quote(key, safe='/~')}" if key else "")
-        raw_query = "&".join(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query)
-        )
+        path = f"/{self._bucket}" + (f"/{uri_encode(key, encode_slash=False)}" if key else "")
+        raw_query = "&".join(f"{uri_encode(k)}={uri_encode(v)}" for k, v in sorted(query))
         signed = sign_request(
             method,
             path,

@@ -9,12 +9,13 @@ threads, then closes the db (so a node can be restarted on the same directory).
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+from tests.polling import wait_until
 from tests.table.conftest import KvEntry, KvSchema
 
 from garage_rpc.layout import LayoutHistory, NodeRole
@@ -144,3 +145,19 @@ def local(node: Node, pk: str, sk: str) -> KvEntry | None:
 
 def merkle_settled(nodes: list[Node]) -> bool:
     return all(n.data.merkle_updater.todo_len() == 0 for n in nodes)
+
+
+async def three_started(
+    tg: anyio.abc.TaskGroup, stack: AsyncExitStack, tmp_path: Path, *, full_copy: bool = False
+) -> list[Node]:
+    """Nodes a, b and c (in ``tmp_path``) of one three-zone layout, once in a full mesh; they
+    stop when ``stack`` closes."""
+    keys = [NodeKey.generate() for _ in range(3)]
+    layout = three_node_layout(keys)
+    nodes: list[Node] = []
+    for key, name in zip(keys, "abc", strict=True):
+        boot = [(nodes[0].id, nodes[0].addr)] if nodes else []
+        node = started(tg, key, tmp_path / name, layout, boot, full_copy=full_copy)
+        nodes.append(await stack.enter_async_context(node))
+    await wait_until(lambda: connected(nodes), "full mesh")
+    return nodes

@@ -17,12 +17,12 @@ import pytest
 from tests.polling import wait_until
 from tests.table.conftest import KvEntry
 from tests.table.harness import (
-    Node,
     connected,
     local,
     merkle_settled,
     started,
     three_node_layout,
+    three_started,
 )
 
 from garage_rpc.net import NodeKey
@@ -36,18 +36,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_writes_and_reads_go_through_quorums(tmp_path: Path) -> None:
-    keys = [NodeKey.generate() for _ in range(3)]
-    layout = three_node_layout(keys)
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
-        a = await stack.enter_async_context(started(tg, keys[0], tmp_path / "a", layout, []))
-        others = [
-            await stack.enter_async_context(
-                started(tg, k, tmp_path / name, layout, [(a.id, a.addr)])
-            )
-            for k, name in ((keys[1], "b"), (keys[2], "c"))
-        ]
-        nodes = [a, *others]
-        await wait_until(lambda: connected(nodes), "full mesh")
+        a, *others = await three_started(tg, stack, tmp_path)
         await a.table.insert(KvEntry.put("bucket", "key1", "v1", ts=10))
         got = await others[1].table.get(StringKey("bucket"), StringKey("key1"))
         assert got is not None
@@ -109,17 +99,8 @@ async def test_a_replica_down_during_writes_gets_them_by_anti_entropy(tmp_path: 
 async def test_reads_repair_a_stale_replica_and_fail_clearly_without_a_quorum(
     tmp_path: Path,
 ) -> None:
-    keys = [NodeKey.generate() for _ in range(3)]
-    layout = three_node_layout(keys)
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
-        a = await stack.enter_async_context(started(tg, keys[0], tmp_path / "a", layout, []))
-        b = await stack.enter_async_context(
-            started(tg, keys[1], tmp_path / "b", layout, [(a.id, a.addr)])
-        )
-        c = await stack.enter_async_context(
-            started(tg, keys[2], tmp_path / "c", layout, [(a.id, a.addr)])
-        )
-        await wait_until(lambda: connected([a, b, c]), "full mesh")
+        a, b, c = await three_started(tg, stack, tmp_path)
         # Only a holds the newest value (as if b and c had missed it).
         await anyio.to_thread.run_sync(
             a.data.update_entry, KvEntry.put("r", "k", "new", ts=50).encode()
@@ -156,17 +137,8 @@ async def test_reads_repair_a_stale_replica_and_fail_clearly_without_a_quorum(
 async def test_a_stale_replica_never_brings_back_deleted_entries_in_a_range(
     tmp_path: Path,
 ) -> None:
-    keys = [NodeKey.generate() for _ in range(3)]
-    layout = three_node_layout(keys)
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
-        a = await stack.enter_async_context(started(tg, keys[0], tmp_path / "a", layout, []))
-        b = await stack.enter_async_context(
-            started(tg, keys[1], tmp_path / "b", layout, [(a.id, a.addr)])
-        )
-        c = await stack.enter_async_context(
-            started(tg, keys[2], tmp_path / "c", layout, [(a.id, a.addr)])
-        )
-        await wait_until(lambda: connected([a, b, c]), "full mesh")
+        a, b, c = await three_started(tg, stack, tmp_path)
         c.scope.cancel()  # the read quorum is then a and b
         await wait_until(lambda: not a.netapp.is_connected(c.id), "c down")
         # a missed the deletes of k0..k2 (it lists them alive); b has the tombstones, and
@@ -209,17 +181,8 @@ async def test_a_stale_replica_never_brings_back_deleted_entries_in_a_range(
 async def test_range_pages_are_complete_when_replicas_hold_different_keys(
     tmp_path: Path,
 ) -> None:
-    keys = [NodeKey.generate() for _ in range(3)]
-    layout = three_node_layout(keys)
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
-        a = await stack.enter_async_context(started(tg, keys[0], tmp_path / "a", layout, []))
-        b = await stack.enter_async_context(
-            started(tg, keys[1], tmp_path / "b", layout, [(a.id, a.addr)])
-        )
-        c = await stack.enter_async_context(
-            started(tg, keys[2], tmp_path / "c", layout, [(a.id, a.addr)])
-        )
-        await wait_until(lambda: connected([a, b, c]), "full mesh")
+        a, b, c = await three_started(tg, stack, tmp_path)
         c.scope.cancel()
         await wait_until(lambda: not a.netapp.is_connected(c.id), "c down")
         # a holds the even keys and b the odd ones, some of each deleted on the other side
@@ -256,19 +219,9 @@ async def test_a_full_copy_write_is_readable_on_its_node_as_soon_as_it_returns(
 ) -> None:
     # Full-copy tables (buckets, keys) read from the local node only. A write quorum of
     # n - 1 can be reached without the writing node itself: the write must still wait for it.
-    keys = [NodeKey.generate() for _ in range(3)]
-    layout = three_node_layout(keys)
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
-        nodes: list[Node] = []
-        for i, key in enumerate(keys):
-            boot = [] if not nodes else [(nodes[0].id, nodes[0].addr)]
-            nodes.append(
-                await stack.enter_async_context(
-                    started(tg, key, tmp_path / f"n{i}", layout, boot, full_copy=True)
-                )
-            )
+        nodes = await three_started(tg, stack, tmp_path, full_copy=True)
         a = nodes[0]
-        await wait_until(lambda: connected(nodes), "full mesh")
         # a's disk is slow: its write lock is held while the others acknowledge.
         held, release = threading.Event(), threading.Event()
 

@@ -295,8 +295,10 @@ class Table(Generic[E]):
         # before returning: a quorum that left it out would let the caller's next read here
         # miss what it just wrote.
         own = self._netapp.id
-        local_reads = self._replication.read_nodes(entries[0].partition_key().hash()) == [own]
-        own_done = anyio.Event() if own in per_node and local_reads else None
+        local_reads = own in per_node and self._replication.read_nodes(
+            entries[0].partition_key().hash()
+        ) == [own]
+        own_done = anyio.Event() if local_reads else None
         own_outcome: list[str] = []  # "ok", or why this node's own write failed
 
         async def send(node: Uuid) -> None:
@@ -343,7 +345,9 @@ class Table(Generic[E]):
             self._gets += 1
             self._get_s += anyio.current_time() - start
 
-    async def _get(self, partition_key: PartitionKey, sort_key: SortKey) -> E | None:
+    async def _get(
+        self, partition_key: PartitionKey, sort_key: SortKey, *, repair: bool = True
+    ) -> E | None:
         pk_hash = partition_key.hash()
         nodes = self._read_nodes(pk_hash)
         request = ReadEntry(pk_hash, sort_key.sort_key())
@@ -359,7 +363,7 @@ class Table(Generic[E]):
         if not present:
             return None
         merged = self._merge(present)
-        if any(v != present[0] for v in values):
+        if repair and any(v != present[0] for v in values):
             self._repair(nodes, [merged])
         return merged
 
@@ -491,7 +495,8 @@ class Table(Generic[E]):
 
         async def complete(key: bytes) -> None:
             async with limiter:
-                found = await self._get(partition_key, merged[key].sort_key())
+                # No repair here: the range read repairs every divergent key it returns.
+                found = await self._get(partition_key, merged[key].sort_key(), repair=False)
             if found is not None:
                 merged[key] = merged[key].merge(found)
 
