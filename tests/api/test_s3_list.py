@@ -649,19 +649,5 @@ def test_list_parts_bad_arguments(s3: Any, bucket: str) -> None:
     )
 
 
-@pytest.mark.slow
-def test_1200_parts_in_pages(s3node: S3Node) -> None:
-    s3 = s3node.client(max_pool_connections=16)
-    bucket = _fresh_bucket(s3)
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="many")["UploadId"]
-    _upload_parts(s3, bucket, "many", upload_id, range(1, 1201))
-    pages = _pages(s3, "list_parts", Bucket=bucket, Key="many", UploadId=upload_id)
-    assert [len(p["Parts"]) for p in pages] == [1000, 200]
-    assert pages[0]["NextPartNumberMarker"] == 1000
-    assert _parts(pages) == list(range(1, 1201))
-    pages = _pages(
-        s3, "list_parts", Bucket=bucket, Key="many", UploadId=upload_id,
-        PaginationConfig={"PageSize": 7},
-    )  # fmt: skip
-    assert len(pages) == -(-1200 // 7)
-    assert _parts(pages) == list(range(1, 1201))
+# An upload of more than 1,000 parts, paged by ListParts and boto3's paginator: in
+# tests/api/test_s3_multipart_many_parts.py (one big upload serves both).
