@@ -1,9 +1,11 @@
-"""The K2V JSON documents (garage_api.k2v): round trips, refusals, answer formats.
+"""The K2V JSON documents (garage_api.k2v): wire shapes, round trips, refusals, answer formats.
 
-Pure. Every document the server writes, the client parses back to the same value (and the
-other way round for requests); malformed documents are refused with a 400 naming the
-problem; ReadItem's answer follows the Accept header on real K2V items built with the
-model's pure write (K2VItem.update).
+Pure. The field names are pinned by literal documents (k2v-spec's examples and Garage's
+serde names), compared with what the codec writes and parsed by it; every document the
+server writes, the client parses back to the same value (and the other way round for
+requests); malformed documents are refused with a 400 naming the problem; ReadItem's
+answer follows the Accept header on real K2V items built with the model's pure write
+(K2VItem.update).
 """
 
 from __future__ import annotations
@@ -149,6 +151,142 @@ def test_wire_shape_is_garage() -> None:
     assert InsertBatchItem.list_from_json(b'[{"pk": "p", "sk": "s"}]') == [
         InsertBatchItem("p", "s")
     ]
+
+
+# The wire field names, pinned by literal documents (k2v-spec; Garage's serde structs in
+# src/api/k2v/{index.rs, batch.rs}), not by round trips through this package's codec.
+
+
+def test_read_index_wire_shape() -> None:
+    result = ReadIndexResult(
+        "mail",
+        "mailbox:A",
+        "mailbox:Z",
+        2,
+        False,
+        (
+            PartitionKeyCounts("mailbox:INBOX", 42, 1, 43, 142029),
+            PartitionKeyCounts("mailbox:Junk", 2991, 0, 2991, 12019322),
+        ),
+        True,
+        "mailbox:Trash",
+    )
+    assert json.loads(result.to_json()) == {
+        "prefix": "mail",
+        "start": "mailbox:A",
+        "end": "mailbox:Z",
+        "limit": 2,
+        "reverse": False,
+        "partitionKeys": [
+            {"pk": "mailbox:INBOX", "entries": 42, "conflicts": 1, "values": 43, "bytes": 142029},
+            {
+                "pk": "mailbox:Junk",
+                "entries": 2991,
+                "conflicts": 0,
+                "values": 2991,
+                "bytes": 12019322,
+            },
+        ],
+        "more": True,
+        "nextStart": "mailbox:Trash",
+    }
+
+
+def test_read_index_parses_the_spec_example() -> None:
+    """The k2v-spec ReadIndex example answer (JSON5 made JSON), as Garage writes it."""
+    body = b"""{
+      "prefix": null, "start": null, "end": null, "limit": null, "reverse": false,
+      "partitionKeys": [
+        {"pk": "keys", "entries": 3043, "conflicts": 0, "values": 3043, "bytes": 121720},
+        {"pk": "mailbox:INBOX", "entries": 42, "conflicts": 1, "values": 43, "bytes": 142029}
+      ],
+      "more": false, "nextStart": null
+    }"""
+    assert ReadIndexResult.from_json(body) == ReadIndexResult(
+        None,
+        None,
+        None,
+        None,
+        False,
+        (
+            PartitionKeyCounts("keys", 3043, 0, 3043, 121720),
+            PartitionKeyCounts("mailbox:INBOX", 42, 1, 43, 142029),
+        ),
+    )
+
+
+def test_delete_batch_wire_shape() -> None:
+    queries = [
+        DeleteBatchQuery("mailbox:Old"),
+        DeleteBatchQuery("inbox", start="0018", single_item=True),
+    ]
+    assert json.loads(DeleteBatchQuery.list_to_json(queries)) == [
+        {
+            "partitionKey": "mailbox:Old",
+            "prefix": None,
+            "start": None,
+            "end": None,
+            "singleItem": False,
+        },
+        {"partitionKey": "inbox", "prefix": None, "start": "0018", "end": None, "singleItem": True},
+    ]
+    results = [DeleteBatchResult(queries[0], 35), DeleteBatchResult(queries[1], 1)]
+    assert json.loads(DeleteBatchResult.list_to_json(results)) == [
+        {
+            "partitionKey": "mailbox:Old",
+            "prefix": None,
+            "start": None,
+            "end": None,
+            "singleItem": False,
+            "deletedItems": 35,
+        },
+        {
+            "partitionKey": "inbox",
+            "prefix": None,
+            "start": "0018",
+            "end": None,
+            "singleItem": True,
+            "deletedItems": 1,
+        },
+    ]
+    # The spec's example request: only the fields given, the others take their defaults.
+    spec_request = (
+        b'[{"partitionKey": "mailbox:OldMailbox"},'
+        b' {"partitionKey": "mailbox:INBOX", "start": "0018928321", "singleItem": true}]'
+    )
+    assert DeleteBatchQuery.list_from_json(spec_request) == [
+        DeleteBatchQuery("mailbox:OldMailbox"),
+        DeleteBatchQuery("mailbox:INBOX", start="0018928321", single_item=True),
+    ]
+
+
+def test_poll_range_wire_shape() -> None:
+    query = PollRangeQuery("0391.", "0391.000001973107", None, 30, "opaquestring123")
+    assert json.loads(query.to_json()) == {
+        "prefix": "0391.",
+        "start": "0391.000001973107",
+        "end": None,
+        "timeout": 30,
+        "seenMarker": "opaquestring123",
+    }
+    # The spec's example request: seenMarker and timeout by those names, the rest absent.
+    assert PollRangeQuery.from_json(
+        b'{"prefix": "0391.", "timeout": 10, "seenMarker": "opaquestring123"}'
+    ) == PollRangeQuery(prefix="0391.", timeout_s=10, seen_marker="opaquestring123")
+    result = PollRangeResult(
+        (ItemValues("0391.000001973221", "ct1", (b"a", None)),), "opaquestring456"
+    )
+    assert json.loads(result.to_json()) == {
+        "items": [{"sk": "0391.000001973221", "ct": "ct1", "v": ["YQ==", None]}],
+        "seenMarker": "opaquestring456",
+    }
+    spec_answer = b"""{
+      "seenMarker": "opaquestring456",
+      "items": [{"sk": "0391.000001974191", "ct": "opaquetoken456", "v": ["YQ==", "Yg=="]}]
+    }"""
+    assert PollRangeResult.from_json(spec_answer) == PollRangeResult(
+        (ItemValues("0391.000001974191", "opaquetoken456", (b"a", b"b")),), "opaquestring456"
+    )
 
 
 @pytest.mark.parametrize(

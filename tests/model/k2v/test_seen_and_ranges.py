@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import zlib
 
+import msgpack
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,11 +42,52 @@ def item(sk: str, *writes: tuple[int, int]) -> K2VItem:
     return out
 
 
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def _zstd_streamed(data: bytes) -> bytes:
+    """A frame without a content size in its header, as Rust's ``zstd::stream::encode_all``
+    (Garage's marker encoder) writes it."""
+    compressor = zstandard.ZstdCompressor(level=3).compressobj()
+    return compressor.compress(data) + compressor.flush()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 @given(markers)
 def test_marker_round_trip(marker: RangeSeenMarker) -> None:
     token = RangeSeenMarker.decode(marker.encode())
     assert token == marker.canonicalize()
-    base64.b64decode(marker.encode(), validate=True)  # standard base64
+    raw = base64.b64decode(marker.encode(), validate=True)  # standard base64
+    assert raw.startswith(b"\x28\xb5\x2f\xfd")  # one zstd frame (design 8.6)
+
+
+def test_marker_wire_form_is_msgpack_in_zstd() -> None:
+    """The token is base64 of a zstd frame of the msgpack map Garage's seen.rs writes
+    (named fields, node ids as integer keys), and a frame as Rust's streaming encoder
+    writes it (no content size) decodes as well."""
+    marker = RangeSeenMarker({7: 40}, {"b": {7: 41, 9: 2}})
+    frame = base64.b64decode(marker.encode(), validate=True)
+    doc = {"vector_clock": {7: 40}, "items": {"b": {7: 41, 9: 2}}}
+    raw = zstandard.ZstdDecompressor().decompress(frame)
+    assert msgpack.unpackb(raw, strict_map_key=False) == doc
+    garage_like = _b64(_zstd_streamed(pack(doc)))
+    assert zstandard.frame_content_size(base64.b64decode(garage_like)) == -1  # unknown
+    assert RangeSeenMarker.decode(garage_like) == marker
+
+
+def test_a_zlib_marker_of_an_earlier_version_is_refused_clearly() -> None:
+    """Markers used to be zlib streams: one of those is refused with a message that says
+    so (not decoded: markers live from one poll to the next)."""
+    old = _b64(zlib.compress(pack({"vector_clock": {7: 40}, "items": {}}), 6))
+    with pytest.raises(InvalidSeenMarker, match=r"earlier version.*zlib"):
+        RangeSeenMarker.decode(old)
+
+
+_EMPTY = pack({"vector_clock": {}, "items": {}})
 
 
 @pytest.mark.parametrize(
@@ -52,13 +95,18 @@ def test_marker_round_trip(marker: RangeSeenMarker) -> None:
     [
         "",
         "not base64!",
-        base64.b64encode(b"not zlib").decode(),
-        base64.b64encode(zlib.compress(b"\xc1")).decode(),  # not msgpack
-        base64.b64encode(zlib.compress(pack({"x": 1}))).decode(),  # not a marker
-        base64.b64encode(zlib.compress(pack({"vector_clock": {}, "items": {}}))[:-3]).decode(),
-        base64.b64encode(zlib.compress(pack({"vector_clock": {}, "items": {}})) + b"x").decode(),
-        # A small token that would inflate past the limit.
-        base64.b64encode(zlib.compress(bytes(MAX_SEEN_MARKER_BYTES + 1))).decode(),
+        "é",
+        _b64(b"not zstd"),
+        _b64(b"\x28\xb5\x2f\xfd" + b"corrupt frame"),
+        _b64(_zstd(b"\xc1")),  # not msgpack
+        _b64(_zstd(pack({"x": 1}))),  # not a marker
+        _b64(_zstd(_EMPTY)[:-3]),  # truncated
+        _b64(_zstd_streamed(_EMPTY)[:-3]),  # truncated, no content size to tell
+        _b64(_zstd(_EMPTY) + b"x"),  # bytes after the frame
+        _b64(_zstd(_EMPTY) * 2),  # two frames
+        # Small tokens that would inflate past the limit (with and without a content size).
+        _b64(_zstd(bytes(MAX_SEEN_MARKER_BYTES + 1))),
+        _b64(_zstd_streamed(bytes(4 * MAX_SEEN_MARKER_BYTES))),
     ],
 )
 def test_bad_markers_are_refused(token: str) -> None:

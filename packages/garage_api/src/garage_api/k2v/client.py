@@ -23,9 +23,12 @@ Example::
         # Wait (up to 10 s) until someone writes after what we saw:
         changed = await k2v.poll_item("mailbox", "inbox", item.causality_token, timeout_s=10)
 
+:meth:`K2VClient.read_item_binary` reads a single value as the raw answer body
+(``Accept: application/octet-stream``), without JSON and base64.
+
 It runs on any anyio backend (trio, asyncio). Requests are signed with the body's sha256
-(``x-amz-content-sha256``), so the server checks the body too. httpx is needed (it is in
-the workspace's dev dependencies; ``pip install httpx`` elsewhere).
+(``x-amz-content-sha256``), so the server checks the body too. It speaks HTTP through
+httpx, which the ``k2v-client`` extra installs: ``pip install 'garage-api[k2v-client]'``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ try:
     import httpx
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "garage_api.k2v.client needs httpx: install it with `pip install httpx`"
+        "garage_api.k2v.client needs httpx: install the extra with "
+        "`pip install 'garage-api[k2v-client]'`"
     ) from exc
 
 from garage_api.signature import sign_request, uri_encode
@@ -63,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import TracebackType
 
-__all__ = ["DEFAULT_TIMEOUT_S", "K2VClient"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ConcurrentValuesError", "K2VClient"]
 
 #: How long a request (other than a poll) may take, in seconds.
 DEFAULT_TIMEOUT_S: Final = 30.0
@@ -73,6 +77,22 @@ _POLL_GRACE_S: Final = 30.0
 
 _CT_HEADER: Final = "x-garage-causality-token"
 _JSON: Final = "application/json"
+_OCTET_STREAM: Final = "application/octet-stream"
+
+
+class ConcurrentValuesError(K2VError):
+    """Raised by :meth:`K2VClient.read_item_binary` when the item has concurrent values
+    (``409 Conflict``): one raw body cannot hold them. Read them with
+    :meth:`K2VClient.read_item`, or replace them all with a write that carries
+    :attr:`causality_token`.
+
+    Attributes:
+        causality_token: the token of the item's values, from the 409 answer.
+    """
+
+    def __init__(self, causality_token: str) -> None:
+        super().__init__("Conflict", "the item has concurrent values", 409)
+        self.causality_token = causality_token
 
 
 @final
@@ -230,6 +250,34 @@ class K2VClient:
             raise
         return _item(sort_key, response)
 
+    async def read_item_binary(self, partition_key: str, sort_key: str) -> ItemValues | None:
+        """ReadItem in binary form (``Accept: application/octet-stream``): the item's single
+        value is the raw answer body, with no JSON or base64 around it.
+
+        Returns:
+            The item with its one value (``(None,)`` for a tombstone, which the server
+            answers with ``204``) and its causality token; ``None`` if there is no item.
+
+        Raises:
+            ConcurrentValuesError: the item has concurrent values (``409``).
+            K2VError: any other error but ``404 NoSuchKey``.
+        """
+        try:
+            response = await self._request(
+                "GET",
+                partition_key,
+                [("sort_key", sort_key)],
+                headers=[("accept", _OCTET_STREAM)],
+            )
+        except K2VError as exc:
+            if exc.code == "NoSuchKey":
+                return None
+            raise
+        token = _token(response)
+        if response.status_code == 204:
+            return ItemValues(sort_key, token, (None,))
+        return ItemValues(sort_key, token, (response.content,))
+
     async def insert_item(
         self,
         partition_key: str,
@@ -348,16 +396,24 @@ class K2VClient:
         return PollRangeResult.from_json(response.content)
 
 
-def _item(sort_key: str, response: httpx.Response) -> ItemValues:
-    token = response.headers.get(_CT_HEADER)
+def _token(response: httpx.Response) -> str:
+    token: str | None = response.headers.get(_CT_HEADER)
     if token is None:
         raise K2VError("InvalidResponse", "the answer has no causality token", 502)
-    return ItemValues(sort_key, token, decode_values(response.content))
+    return token
+
+
+def _item(sort_key: str, response: httpx.Response) -> ItemValues:
+    return ItemValues(sort_key, _token(response), decode_values(response.content))
 
 
 def _error(response: httpx.Response) -> K2VError:
     """The error a failed answer describes (the K2V JSON error document, if it is one)."""
     status = response.status_code
+    token: str | None = response.headers.get(_CT_HEADER)
+    if status == 409 and token is not None:
+        # A binary ReadItem of concurrent values: an empty answer with their token.
+        return ConcurrentValuesError(token)
     try:
         doc = json.loads(response.content)
     except ValueError:
