@@ -1,5 +1,6 @@
-"""The admin HTTP API v1 against a real node: every endpoint through httpx, the tokens, and
-the JSON shapes checked against the node's own OpenAPI document.
+"""The admin HTTP API v1 against a real node: every endpoint through httpx, the tokens on
+every operation of the document, the v0 paths, and the JSON shapes checked against the
+node's own OpenAPI document.
 
 One node per module: ``garage server --single-node`` as a real process, with an admin API
 on a free port of 127.0.0.1, its generated tokens, and root domains for S3 and the web
@@ -16,7 +17,7 @@ import json
 import re
 import subprocess
 import uuid
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -283,30 +284,182 @@ def test_metrics_take_either_token_and_count_admin_requests(node: AdminNode) -> 
     error(node, "GET", "/metrics", 403, "Forbidden", token="not-the-token")
 
 
-@pytest.mark.parametrize(
-    ("header", "status", "code"),
-    [
-        (None, 401, "Unauthorized"),
-        ("Bearer wrong-token", 403, "Forbidden"),
-        ("Bearer", 403, "Forbidden"),
-        ("Basic dXNlcjpwYXNz", 403, "Forbidden"),
-        ("metrics", 403, "Forbidden"),  # the metrics token does not open admin endpoints
-    ],
-)
-def test_admin_endpoints_refuse_missing_or_wrong_tokens(
-    node: AdminNode, header: str | None, status: int, code: str
+@pytest.mark.parametrize("header", ["Bearer", "Basic dXNlcjpwYXNz", "bearer wrong", "Token x"])
+def test_malformed_authorization_headers_are_wrong_tokens(node: AdminNode, header: str) -> None:
+    with httpx.Client(base_url=node.admin, headers={"Authorization": header}) as client:
+        r = client.get("/v1/status")
+    assert r.status_code == 403, r.text
+    assert validate("GET", "/v1/status", r)["code"] == "Forbidden"
+
+
+# ------------------------------------------------------------------ tokens, on every operation
+
+
+@dataclass(frozen=True)
+class Victims:
+    """What a request could change: a key, a bucket it has a local alias of (with two
+    global aliases, so that either may go), and the node's role in the layout."""
+
+    key_id: str
+    bucket_id: str
+    global_aliases: tuple[str, str]
+    local_alias: str
+
+
+def make_victims(node: AdminNode) -> Victims:
+    key_id = new_key(node)["accessKeyId"]
+    first, second, local = unique("victim"), unique("victim"), unique("mine")
+    bucket = api(node, "POST", "/v1/bucket", body={"globalAlias": first, "localAlias": {
+        "accessKeyId": key_id, "alias": local, "allow": {"read": True}}})  # fmt: skip
+    api(node, "PUT", "/v1/bucket/alias/global", params={"id": bucket["id"], "alias": second})
+    return Victims(key_id, bucket["id"], (first, second), local)
+
+
+@pytest.fixture(scope="module")
+def victims(node: AdminNode) -> Victims:
+    return make_victims(node)
+
+
+#: Every operation of the document, as (method, path, operationId).
+OPERATIONS = [
+    (method.upper(), path, op["operationId"])
+    for path, item in DOC["paths"].items()
+    for method, op in item.items()
+]
+#: The operations the document says need no token.
+OPEN = [o for o in OPERATIONS if DOC["paths"][o[1]][o[0].lower()].get("security") == []]
+#: The operations that need the admin token (all but the open ones and /metrics).
+ADMIN = [o for o in OPERATIONS if o not in OPEN and o[1] != "/metrics"]
+#: Operations that change nothing, even when they succeed.
+READ_ONLY = {"GetNodes", "GetHealth", "GetLayout", "ListKeysOrGetKeyInfo",
+             "ListBucketsOrGetBucketInfo", "AddNode"}  # fmt: skip
+#: Operations that act on staged layout changes: one is staged for them first.
+ON_STAGED = {"ApplyLayout", "RevertLayout"}
+
+
+def _role_change(node: AdminNode) -> tuple[dict[str, Any], int]:
+    """A change of this node's role (one more tag), and the current layout version."""
+    layout = api(node, "GET", "/v1/layout")
+    (role,) = layout["roles"]
+    return {**role, "tags": [*role["tags"], unique("tag")]}, int(layout["version"])
+
+
+def request_of(node: AdminNode, v: Victims, operation_id: str) -> tuple[dict[str, str], object]:
+    """Query parameters and JSON body (None: none) of a request that succeeds with the
+    admin token, and changes ``v`` or the layout unless the operation is read-only."""
+    bid, kid, (first, second) = v.bucket_id, v.key_id, v.global_aliases
+    fresh = f"{first}-new"
+    change, version = _role_change(node)
+    requests: dict[str, tuple[dict[str, str], object]] = {
+        "GetNodes": ({}, None),
+        "GetHealth": ({}, None),
+        "AddNode": ({}, [f"{'ab' * 32}@127.0.0.1:{free_port()}"]),
+        "GetLayout": ({}, None),
+        "AddLayout": ({}, [change]),
+        "ApplyLayout": ({}, {"version": version + 1}),
+        "RevertLayout": ({}, {"version": version + 1}),
+        "ListKeysOrGetKeyInfo": ({"id": kid, "showSecretKey": "true"}, None),
+        "CreateOrUpdateKey": ({"id": kid}, {"name": "renamed", "allow": {"createBucket": True}}),
+        "DeleteKey": ({"id": kid}, None),
+        "ImportKey": ({}, {"accessKeyId": f"GK{bid[:24]}", "secretAccessKey": bid}),
+        "ListBucketsOrGetBucketInfo": ({"id": bid}, None),
+        "CreateBucket": ({}, {"globalAlias": fresh}),
+        "UpdateBucket": ({"id": bid}, {"quotas": {"maxObjects": 1}}),
+        "DeleteBucket": ({"id": bid}, None),
+        "AllowBucketKey": ({}, {"bucketId": bid, "accessKeyId": kid,
+                                "permissions": {"read": False, "write": True, "owner": True}}),
+        "DenyBucketKey": ({}, {"bucketId": bid, "accessKeyId": kid,
+                               "permissions": {"read": True, "write": False, "owner": False}}),
+        "PutBucketGlobalAlias": ({"id": bid, "alias": fresh}, None),
+        "DeleteBucketGlobalAlias": ({"id": bid, "alias": second}, None),
+        "PutBucketLocalAlias": ({"id": bid, "accessKeyId": kid, "alias": fresh}, None),
+        "DeleteBucketLocalAlias": ({"id": bid, "accessKeyId": kid, "alias": v.local_alias}, None),
+    }  # fmt: skip
+    return requests[operation_id]
+
+
+def snapshot(node: AdminNode, v: Victims) -> list[tuple[int, Any]]:
+    """Everything a request of :func:`request_of` could change, read with the admin token."""
+    with node.http() as client:
+        answers = [
+            client.get("/v1/bucket"),
+            client.get("/v1/key"),
+            client.get("/v1/layout"),
+            client.get("/v1/bucket", params={"id": v.bucket_id}),
+            client.get("/v1/key", params={"id": v.key_id, "showSecretKey": "true"}),
+            client.get("/v1/bucket", params={"globalAlias": f"{v.global_aliases[0]}-new"}),
+        ]
+    return [(r.status_code, r.json()) for r in answers]
+
+
+@contextmanager
+def staged_if_needed(node: AdminNode, operation_id: str) -> Iterator[None]:
+    """For ApplyLayout and RevertLayout, a staged change to apply or revert."""
+    if operation_id not in ON_STAGED:
+        yield
+        return
+    api(node, "POST", "/v1/layout", body=[_role_change(node)[0]])
+    try:
+        yield
+    finally:
+        api(node, "POST", "/v1/layout/revert")
+
+
+def test_each_operation_is_open_admin_or_metrics() -> None:
+    assert {o[2] for o in OPEN} == {"Health", "CheckDomain", "GetOpenApi"}
+    assert len(ADMIN) == len(OPERATIONS) - 4
+    assert "Metrics" not in {o[2] for o in ADMIN}
+
+
+@pytest.mark.parametrize("credential", ["none", "wrong", "metrics"])
+@pytest.mark.parametrize(("method", "path", "operation_id"), ADMIN, ids=[o[2] for o in ADMIN])
+def test_every_admin_operation_refuses_a_missing_or_wrong_token_and_changes_nothing(
+    node: AdminNode, victims: Victims, method: str, path: str, operation_id: str, credential: str
 ) -> None:
-    if header == "metrics":
-        header = f"Bearer {node.metrics_token}"
-    headers = {} if header is None else {"Authorization": header}
-    for method, path in (("GET", "/v1/status"), ("POST", "/v1/key"), ("DELETE", "/v1/bucket")):
-        with httpx.Client(base_url=node.admin, headers=headers) as client:
-            r = client.request(method, path, params={"id": "0" * 64}, json={"name": "x"})
+    headers = {
+        "none": {},
+        "wrong": {"Authorization": f"Bearer {node.admin_token}x"},
+        "metrics": {"Authorization": f"Bearer {node.metrics_token}"},  # not an admin token
+    }[credential]
+    with staged_if_needed(node, operation_id):
+        params, body = request_of(node, victims, operation_id)
+        before = snapshot(node, victims)
+        with httpx.Client(base_url=node.admin, headers=headers, timeout=60) as client:
+            r = client.request(method, path, params=params, json=body)
+        status, code = (401, "Unauthorized") if credential == "none" else (403, "Forbidden")
         assert r.status_code == status, r.text
         assert validate(method, path, r)["code"] == code
-        if status == 401:
-            assert r.headers["www-authenticate"] == "Bearer"
-    assert [k["name"] for k in api(node, "GET", "/v1/key")].count("x") == 0  # nothing done
+        assert r.headers.get("www-authenticate") == ("Bearer" if status == 401 else None)
+        assert snapshot(node, victims) == before
+
+
+@pytest.mark.parametrize(("method", "path", "operation_id"), ADMIN, ids=[o[2] for o in ADMIN])
+def test_the_refused_requests_succeed_with_the_admin_token(
+    node: AdminNode, method: str, path: str, operation_id: str
+) -> None:
+    """The control of the test above: each request it sends would have done something."""
+    v = make_victims(node)
+    with staged_if_needed(node, operation_id):
+        params, body = request_of(node, v, operation_id)
+        before = snapshot(node, v)
+        with node.http() as client:
+            r = client.request(method, path, params=params, json=body)
+        assert 200 <= r.status_code < 300, r.text
+        validate(method, path, r)
+        assert (snapshot(node, v) != before) == (operation_id not in READ_ONLY)
+    if operation_id == "ListKeysOrGetKeyInfo":
+        assert r.json()["secretAccessKey"]  # what a refused request must not see
+
+
+@pytest.mark.parametrize(("method", "path", "operation_id"), OPEN, ids=[o[2] for o in OPEN])
+@pytest.mark.parametrize("token", ["", "wrong"])
+def test_open_operations_need_no_token(
+    node: AdminNode, victims: Victims, method: str, path: str, operation_id: str, token: str
+) -> None:
+    params = {"domain": f"{victims.global_aliases[0]}.{S3_ROOT}"} if path == "/check" else {}
+    with node.http(token) as client:
+        r = client.request(method, path, params=params)
+    assert r.status_code == 200, r.text
 
 
 def test_check_domain_for_on_demand_tls(node: AdminNode) -> None:
@@ -368,6 +521,91 @@ def _repeated_param(node: AdminNode) -> str:
     return str(validate("GET", "/v1/bucket", r)["message"])
 
 
+# ------------------------------------------------------------------ admin API v0
+
+
+def v0(
+    node: AdminNode,
+    method: str,
+    path: str,
+    *,
+    expect: int = 200,
+    params: dict[str, str] | None = None,
+    body: object = None,
+    token: str | None = None,
+) -> Any:
+    """A request to ``/v0/<path>``, checked against the document of ``/v1/<path>``."""
+    with node.http(token) as client:
+        r = client.request(method, f"/v0/{path}", params=params, json=body)
+    assert r.status_code == expect, r.text
+    return validate(method, f"/v1/{path}", r)
+
+
+def test_admin_api_v0_is_answered_by_v1_where_the_format_did_not_change(node: AdminNode) -> None:
+    key, bucket = new_key(node), new_bucket(node)
+    kid, bid, name = key["accessKeyId"], bucket["id"], bucket["globalAliases"][0]
+    # Read: the same answers as v1, except that v0 always showed the secret key.
+    assert v0(node, "GET", "key") == api(node, "GET", "/v1/key")
+    info = v0(node, "GET", "key", params={"id": kid, "showSecretKey": "false"})
+    assert info == api(node, "GET", "/v1/key", params={"id": kid, "showSecretKey": "true"})
+    assert info["secretAccessKey"] == key["secretAccessKey"]
+    assert v0(node, "GET", "key", params={"search": kid})["accessKeyId"] == kid
+    assert v0(node, "GET", "bucket", params={"id": bid}) == bucket
+    assert v0(node, "GET", "bucket", params={"globalAlias": name}) == bucket
+    assert v0(node, "GET", "bucket") == api(node, "GET", "/v1/bucket")
+    # Write: the v1 handlers, seen through v1.
+    other = unique("v0")
+    created = v0(node, "POST", "bucket", body={"globalAlias": other})
+    assert api(node, "GET", "/v1/bucket", params={"globalAlias": other})["id"] == created["id"]
+    v0(node, "PUT", "bucket/alias/global", params={"id": created["id"], "alias": f"{other}-2"})
+    perms = {"read": True, "write": False, "owner": False}
+    v0(node, "POST", "bucket/allow", body={"bucketId": bid, "accessKeyId": kid,
+                                          "permissions": perms})  # fmt: skip
+    (k,) = api(node, "GET", "/v1/bucket", params={"id": bid})["keys"]
+    assert (k["accessKeyId"], k["permissions"]) == (kid, perms)
+    assert v0(node, "DELETE", "bucket", expect=204, params={"id": created["id"]}) is None
+    error(node, "GET", "/v1/bucket", 404, "NoSuchBucket", params={"globalAlias": f"{other}-2"})
+    # Tokens are checked as in v1.
+    assert v0(node, "GET", "key", expect=401, token="")["code"] == "Unauthorized"
+    assert v0(node, "DELETE", "key", expect=403, params={"id": kid},
+              token="wrong")["code"] == "Forbidden"  # fmt: skip
+    assert api(node, "GET", "/v1/key", params={"id": kid})["name"] == key["name"]
+    with node.http() as client:  # CORS preflights know the v0 paths' methods
+        r = client.options("/v0/bucket", headers={"Origin": "https://example.org"})
+        assert "PUT" in r.headers["access-control-allow-methods"]
+        assert client.get("/v0/nothing-here").json()["code"] == "NoSuchEndpoint"
+        assert client.get("/v0/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body"),
+    [
+        ("GET", "status", {}, None),
+        ("GET", "health", {}, None),
+        ("GET", "layout", {}, None),
+        ("POST", "layout", {}, []),
+        ("POST", "layout/apply", {}, {"version": 1}),
+        ("POST", "key", {"id": "key"}, {"name": "renamed-by-v0"}),
+        ("POST", "key/import", {}, {"accessKeyId": "GK" + "1" * 24, "secretAccessKey": "1" * 64}),
+    ],
+)
+def test_admin_api_v0_endpoints_whose_format_changed_are_refused(
+    node: AdminNode, victims: Victims, method: str, path: str, params: dict[str, str],
+    body: object,
+) -> None:  # fmt: skip
+    if params.get("id") == "key":
+        params = {"id": victims.key_id}
+    before = snapshot(node, victims)
+    with node.http() as client:
+        r = client.request(method, f"/v0/{path}", params=params, json=body)
+    assert r.status_code == 400, r.text
+    doc = validate(method, f"/v1/{path}", r)
+    assert doc["code"] == "BadRequest"
+    assert f"{method} /v1/{path}" in doc["message"]
+    assert doc["path"] == f"/v0/{path}"
+    assert snapshot(node, victims) == before
+
+
 # ------------------------------------------------------------------ keys
 
 
@@ -425,6 +663,12 @@ def test_key_without_a_name_and_update_of_a_missing_key(node: AdminNode) -> None
     with node.http() as client:
         r = client.post("/v1/key")  # no body at all
     assert validate("POST", "/v1/key", r)["name"] == "Unnamed key"
+    # Created with the permission to create buckets (Garage would ignore allow here).
+    key = api(node, "POST", "/v1/key", body={"allow": {"createBucket": True}})
+    assert key["permissions"] == {"createBucket": True}
+    s3_client(node, key["accessKeyId"], key["secretAccessKey"]).create_bucket(Bucket=unique("own"))
+    error(node, "POST", "/v1/key", 400, "BadRequest",
+          body={"allow": {"createBucket": True}, "deny": {"createBucket": True}})  # fmt: skip
     error(node, "POST", "/v1/key", 404, "NoSuchAccessKey", params={"id": "GKnope"},
           body={"name": "x"})  # fmt: skip
 

@@ -9,13 +9,15 @@ else; and whatever the response builders are given, their output matches the doc
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 import pytest
-from hypothesis import given
+import schemathesis
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
+from schemathesis.core import NotSet
 from tests.garage.test_admin_api import COMPONENTS, DOC, _json_schema
 
 from garage.admin_api import (
@@ -35,7 +37,6 @@ from garage.admin_api._codec import (
     parse_bucket_update,
     parse_connect,
     parse_json,
-    parse_key_creation,
     parse_key_import,
     parse_key_update,
     parse_layout_version,
@@ -43,7 +44,7 @@ from garage.admin_api._codec import (
     parse_role_changes,
 )
 from garage.admin_api._errors import error_body, error_from
-from garage.admin_api._router import ALLOWED_METHODS
+from garage.admin_api._router import ALLOWED_METHODS, V0_COMPATIBLE
 from garage.admin_rpc import (
     AdminRpcError,
     BucketDetails,
@@ -52,6 +53,7 @@ from garage.admin_rpc import (
     KeyDetails,
     LocalAliasInfo,
 )
+from garage_model.bucket_alias_table import is_valid_bucket_name
 from garage_model.helper import (
     BadRequestError,
     BucketAlreadyExistsError,
@@ -64,6 +66,9 @@ from garage_model.helper import (
 from garage_rpc.layout import LayoutHistory, LayoutVersionError, NodeRole
 from garage_util.data import FixedBytes32
 from garage_util.errors import GarageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
@@ -148,6 +153,10 @@ def test_route(
         ("PUT", "/v1/bucket/alias/global", "id=1", 400, "BadRequest"),
         ("GET", "/v1/key", "id=a&id=b", 400, "BadRequest"),
         ("GET", "/v0/status", "", 400, "BadRequest"),
+        ("GET", "/v0/openapi.json", "", 404, "NoSuchEndpoint"),  # v0 had none
+        ("GET", "/v0/nope", "", 404, "NoSuchEndpoint"),
+        ("PATCH", "/v0/bucket", "", 405, "MethodNotAllowed"),
+        ("DELETE", "/v0/key", "", 400, "BadRequest"),
     ],
 )
 def test_route_refusals(method: str, path: str, query: str, status: int, code: str) -> None:
@@ -158,7 +167,11 @@ def test_route_refusals(method: str, path: str, query: str, status: int, code: s
 
 @given(
     method=st.sampled_from(METHODS),
-    path=st.one_of(st.sampled_from(list(ALLOWED_METHODS)), st.text(max_size=30)),
+    path=st.one_of(
+        st.sampled_from(list(ALLOWED_METHODS)),
+        st.sampled_from(list(ALLOWED_METHODS)).map(lambda p: p.replace("/v1/", "/v0/")),
+        st.text(max_size=30),
+    ),
     query=st.text(max_size=60),
 )
 def test_any_request_routes_or_is_refused_with_a_4xx(method: str, path: str, query: str) -> None:
@@ -170,6 +183,73 @@ def test_any_request_routes_or_is_refused_with_a_4xx(method: str, path: str, que
         status = 200
         assert isinstance(r.endpoint, Endpoint)
     assert 200 <= status < 500
+
+
+# ------------------------------------------------------------------ admin API v0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "endpoint", "params"),
+    [
+        ("GET", "/v0/key", "", Endpoint.LIST_KEYS, {}),
+        ("GET", "/v0/key", "id=GK1", Endpoint.GET_KEY_INFO, {"id": "GK1", "showSecretKey": "true"}),
+        ("GET", "/v0/key", "search=x&showSecretKey=false", Endpoint.GET_KEY_INFO,
+         {"search": "x", "showSecretKey": "true"}),  # v0 always showed the secret
+        ("POST", "/v0/key", "", Endpoint.CREATE_KEY, {}),
+        ("DELETE", "/v0/key", "id=GK1", Endpoint.DELETE_KEY, {"id": "GK1"}),
+        ("GET", "/v0/bucket", "", Endpoint.LIST_BUCKETS, {}),
+        ("GET", "/v0/bucket", "globalAlias=b", Endpoint.GET_BUCKET_INFO, {"globalAlias": "b"}),
+        ("PUT", "/v0/bucket", "id=1", Endpoint.UPDATE_BUCKET, {"id": "1"}),
+        ("POST", "/v0/bucket/allow", "", Endpoint.BUCKET_ALLOW_KEY, {}),
+        ("PUT", "/v0/bucket/alias/local", "id=1&accessKeyId=GK&alias=x",
+         Endpoint.LOCAL_ALIAS_BUCKET, {"id": "1", "accessKeyId": "GK", "alias": "x"}),
+        ("POST", "/v0/connect", "", Endpoint.CONNECT_CLUSTER_NODES, {}),
+        ("POST", "/v0/layout/revert", "", Endpoint.REVERT_CLUSTER_LAYOUT, {}),
+    ],
+)  # fmt: skip
+def test_v0_routes_to_its_v1_endpoint(
+    method: str, path: str, query: str, endpoint: Endpoint, params: dict[str, str]
+) -> None:
+    r = route(method, path, query)
+    assert (r.endpoint, r.params) == (endpoint, params)
+
+
+def _v1_requests() -> list[tuple[str, str, str]]:
+    """(method, path, query) reaching each endpoint of the document's /v1/ paths."""
+    requests = []
+    for path, item in DOC["paths"].items():
+        if path.startswith("/v1/") and path != "/v1/openapi.json":
+            for method, op in item.items():
+                params = op.get("parameters", [])
+                required = "&".join(f"{p['name']}=x" for p in params if p["required"])
+                requests.append((method.upper(), path, required))
+                if any(p["name"] == "id" and not p["required"] for p in params):
+                    requests.append((method.upper(), path, "id=x"))  # the "with id" endpoint
+    return requests
+
+
+def test_v0_endpoints_whose_format_changed_are_refused_naming_their_v1_path() -> None:
+    refused, served = set(), set()
+    for method, path, query in _v1_requests():
+        v1 = route(method, path, query).endpoint
+        v0_path = "/v0/" + path.removeprefix("/v1/")
+        if v1 in V0_COMPATIBLE:
+            assert route(method, v0_path, query).endpoint is v1
+            served.add(v1)
+            continue
+        with pytest.raises(AdminApiError) as exc:
+            route(method, v0_path, query)
+        assert (exc.value.status, exc.value.code) == (400, "BadRequest")
+        assert f"{method} {path}" in exc.value.message
+        assert v1.value in exc.value.message
+        refused.add(v1)
+    # Garage's list (router_v1.rs, Endpoint::from_v0): these changed format in v1.
+    assert refused == {
+        Endpoint.GET_CLUSTER_STATUS, Endpoint.GET_CLUSTER_HEALTH, Endpoint.GET_CLUSTER_LAYOUT,
+        Endpoint.UPDATE_CLUSTER_LAYOUT, Endpoint.APPLY_CLUSTER_LAYOUT, Endpoint.UPDATE_KEY,
+        Endpoint.IMPORT_KEY,
+    }  # fmt: skip
+    assert served == V0_COMPATIBLE
 
 
 def test_authorization_by_endpoint() -> None:
@@ -271,7 +351,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 PARSERS = [
-    parse_key_creation, parse_key_import, parse_key_update, parse_bucket_creation,
+    parse_key_import, parse_key_update, parse_bucket_creation,
     parse_bucket_update, parse_permission_change, parse_connect, parse_role_changes,
     parse_layout_version,
 ]  # fmt: skip
@@ -327,6 +407,116 @@ def test_request_parsers_read_what_they_are_given() -> None:
     assert parse_layout_version({"version": 7}) == 7
     with pytest.raises(AdminApiError):
         parse_layout_version({"version": True})
+
+
+# ------------------------------------------------------------------ the document's requests
+
+BUCKET_NAME: dict[str, Any] = DOC["components"]["schemas"]["BucketName"]
+BUCKET_NAMES = jsonschema_rs.Draft202012Validator({"allOf": [_json_schema(BUCKET_NAME)]})
+#: Names at the edges of the rule: lengths, ends, IPv4 addresses, punycode, "-s3alias".
+NAME_EDGES = [
+    "ab", "abc", "a" * 63, "a" * 64, "-ab", "ab-", ".ab", "ab.", "a..b", "a.-b", "Abc", "a_b",
+    "1.2.3.4", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "xn--abc",
+    "a.xn--bc", "axn--bc", "b-s3alias", "s3alias", "abc\n", "ab c", "é-ab",
+]  # fmt: skip
+
+
+@given(
+    name=st.one_of(
+        st.sampled_from(NAME_EDGES),
+        st.text(alphabet="abx0123459n.-s3li", max_size=70),
+        st.lists(st.integers(0, 300), min_size=3, max_size=5).map(lambda p: ".".join(map(str, p))),
+        st.text(max_size=8),
+    )
+)
+def test_the_bucket_name_schema_is_the_naming_rule(name: str) -> None:
+    assert BUCKET_NAMES.is_valid(name) == is_valid_bucket_name(name)
+
+
+def _bucket_name_schemas(node: object) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [s for n in node for s in _bucket_name_schemas(n)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if node.get("pattern") == BUCKET_NAME["pattern"] else []
+    return own + [s for v in node.values() for s in _bucket_name_schemas(v)]
+
+
+def test_every_bucket_name_of_the_document_follows_the_rule() -> None:
+    def rule(schema: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in schema.items() if k not in ("description", "nullable")}
+
+    found = _bucket_name_schemas(DOC["paths"])
+    # CreateBucket's globalAlias and localAlias.alias, PutBucket{Global,Local}Alias's alias.
+    assert len(found) == 4
+    assert all(rule(s) == rule(BUCKET_NAME) for s in found)
+
+
+OPENAPI: Any = schemathesis.openapi.from_dict(DOC)
+OPERATIONS = {op.ok().definition.raw["operationId"]: op.ok() for op in OPENAPI.get_all_operations()}
+#: The parser of each request body.
+BODY_PARSERS: dict[str, Callable[[object], object]] = {
+    "AddNode": parse_connect,
+    "AddLayout": parse_role_changes,
+    "ApplyLayout": parse_layout_version,
+    "CreateOrUpdateKey": parse_key_update,
+    "ImportKey": parse_key_import,
+    "CreateBucket": parse_bucket_creation,
+    "UpdateBucket": parse_bucket_update,
+    "AllowBucketKey": parse_permission_change,
+    "DenyBucketKey": parse_permission_change,
+}
+
+
+def test_every_request_body_has_a_parser() -> None:
+    with_body = {
+        op["operationId"]
+        for item in DOC["paths"].values()
+        for op in item.values()
+        if "requestBody" in op
+    }
+    assert with_body - set(BODY_PARSERS) == {"RevertLayout"}  # its body is ignored
+
+
+@pytest.mark.parametrize("operation_id", sorted(BODY_PARSERS))
+def test_request_bodies_the_document_allows_are_accepted(operation_id: str) -> None:
+    """Positive data acceptance, without a node: whatever body the document allows (as
+    schemathesis generates them), the parser takes, and every bucket name is valid."""
+
+    @settings(max_examples=30, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(case=OPERATIONS[operation_id].as_strategy())
+    def run(case: Any) -> None:
+        body: Any = {} if isinstance(case.body, NotSet) else case.body  # no body: {}
+        BODY_PARSERS[operation_id](body)
+        if operation_id == "CreateBucket":
+            local = body.get("localAlias") or {}
+            for name in (body.get("globalAlias"), local.get("alias")):
+                assert name is None or is_valid_bucket_name(name)
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"allow": {"createBucket": True}, "deny": {"createBucket": True}}, False),
+        ({"allow": {"createBucket": True}, "deny": {"createBucket": False}}, True),
+        ({"allow": {"createBucket": True}, "deny": None}, True),
+        ({"allow": {}, "deny": {"createBucket": True}}, True),
+    ],
+)
+def test_the_key_update_schema_refuses_allow_and_deny_together(
+    body: dict[str, object], valid: bool
+) -> None:
+    schema = DOC["paths"]["/v1/key"]["post"]["requestBody"]["content"]["application/json"]
+    validator = jsonschema_rs.Draft202012Validator({"allOf": [_json_schema(schema["schema"])]})
+    assert validator.is_valid(body) == valid
+    if valid:
+        parse_key_update(body)
+    else:
+        with pytest.raises(AdminApiError):
+            parse_key_update(body)
 
 
 # ------------------------------------------------------------------ the codec: responses

@@ -7,7 +7,9 @@ Served on ``[admin] api_bind_addr``; JSON in and out, with Garage's field names:
 - ``/v1/status``, ``/v1/health``, ``/v1/connect``; the layout (``/v1/layout``, ``/apply``,
   ``/revert``); keys (``/v1/key``, ``/v1/key/import``); buckets (``/v1/bucket``,
   ``/allow``, ``/deny``, ``/alias/global``, ``/alias/local``), with the admin token;
-- ``GET /v1/openapi.json``: the OpenAPI 3.0 document of all of the above.
+- ``GET /v1/openapi.json``: the OpenAPI 3.0 document of all of the above;
+- ``/v0/...``: Garage's admin API v0, answered by the v1 endpoint where the format did not
+  change, refused (400, naming the v1 path) where it did (see :func:`route`).
 
 :class:`AdminApi` is the server's handler; :func:`route`, :func:`check_authorization` and
 the JSON codec are pure, and :class:`AdminApiError` carries each refusal's code and status.

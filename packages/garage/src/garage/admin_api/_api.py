@@ -40,7 +40,7 @@ from garage_util.errors import GarageError
 from ._codec import encode_json, parse_json
 from ._errors import JSON_CONTENT_TYPE, AdminApiError, error_body, error_from
 from ._handlers import Handlers
-from ._router import ALLOWED_METHODS, Authorization, Endpoint, Route, route
+from ._router import Authorization, Endpoint, Route, allowed_methods, route
 
 if TYPE_CHECKING:
     from garage.metrics import NodeMetrics
@@ -211,7 +211,7 @@ class AdminApi:
     # ------------------------------------------------------------------ special endpoints
 
     def _options(self, request: Request) -> Response:
-        allowed = ALLOWED_METHODS.get(request.raw_path)
+        allowed = allowed_methods(request.raw_path)
         methods = _ALL_METHODS if allowed is None else ", ".join(("OPTIONS", *allowed))
         headers = [
             ("allow", methods),

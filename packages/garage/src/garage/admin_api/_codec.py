@@ -61,7 +61,6 @@ __all__ = [
     "parse_bucket_update",
     "parse_connect",
     "parse_json",
-    "parse_key_creation",
     "parse_key_import",
     "parse_key_update",
     "parse_layout_version",
@@ -157,11 +156,6 @@ def parse_uuid(text: str, what: str) -> FixedBytes32:
 # ------------------------------------------------------------------ keys
 
 
-def parse_key_creation(body: object) -> str | None:
-    """``CreateKey``'s ``{"name": string | null}``: the name, if given."""
-    return _str(_object(body, "the request body"), "name")
-
-
 @dataclass(frozen=True, slots=True)
 class KeyImport:
     """``ImportKey``'s body."""
@@ -193,7 +187,8 @@ class KeyUpdate:
 
 
 def parse_key_update(body: object) -> KeyUpdate:
-    """``{"name"?, "allow"?: {"createBucket"}, "deny"?: {"createBucket"}}``.
+    """``{"name"?, "allow"?: {"createBucket"}, "deny"?: {"createBucket"}}``: the body of
+    ``UpdateKey``, and of ``CreateKey``.
 
     A flag set to true in ``allow`` is granted, in ``deny`` taken away; false leaves it.
 

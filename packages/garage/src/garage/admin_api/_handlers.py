@@ -54,7 +54,6 @@ from ._codec import (
     parse_bucket_creation,
     parse_bucket_update,
     parse_connect,
-    parse_key_creation,
     parse_key_import,
     parse_key_update,
     parse_layout_version,
@@ -247,10 +246,14 @@ class Handlers:
         return _ok(key_list_json(listing))
 
     async def _create_key(self, route: Route, body: object) -> Reply:
-        name = parse_key_creation(body)
-        key = await self._garage.locked_helper.create_key(
-            DEFAULT_KEY_NAME if name is None else name
-        )
+        # The body of an update (a deliberate difference: Garage reads only the name, so a
+        # key asked for with allow.createBucket silently lacks it; the document has one
+        # body for POST /v1/key, and every field of it means what it says).
+        req = parse_key_update(body)
+        locked = self._garage.locked_helper
+        key = await locked.create_key(DEFAULT_KEY_NAME if req.name is None else req.name)
+        if req.create_bucket:
+            await locked.allow_key_create_bucket(key.key_id, True)
         return await self._key_reply(key.key_id, show_secret=True)
 
     async def _import_key(self, route: Route, body: object) -> Reply:

@@ -5,10 +5,17 @@ Pure: :func:`route` takes the request line's parts and returns a :class:`Route` 
 :class:`Endpoint`, with the query parameters it takes) or raises
 :class:`~garage.admin_api.AdminApiError`:
 
-- a path the API does not have: ``404 NoSuchEndpoint``; ``/v0/...``: ``400`` (admin API
-  v0 is not implemented, only v1);
+- a path the API does not have: ``404 NoSuchEndpoint``;
 - a known path with another method: ``405 MethodNotAllowed`` with an ``Allow`` header;
 - a missing required parameter, or one given twice: ``400 BadRequest``.
+
+Admin API v0 (Garage 0.8's ``/v0/...``) is answered as Garage 0.9+ does (Garage:
+src/api/admin/router_v0.rs, ``Endpoint::from_v0`` in router_v1.rs): a v0 endpoint whose
+request and response are the same in v1 is routed to its v1 endpoint, the same handler
+(``GET /v0/key?id=`` always shows the secret key, as v0 did); the others changed format
+(``GetClusterStatus``, ``GetClusterHealth``, ``GetClusterLayout``, ``UpdateClusterLayout``,
+``ApplyClusterLayout``, ``UpdateKey``, ``ImportKey``) and are refused ``400 BadRequest``
+naming their v1 path. v0 paths are not in the OpenAPI document, which describes v1.
 
 As in Garage, a few paths choose their endpoint by the parameters present: ``GET /v1/key``
 is ``GetKeyInfo`` with ``id`` or ``search`` and ``ListKeys`` without; ``POST /v1/key`` is
@@ -29,7 +36,15 @@ from urllib.parse import parse_qsl
 
 from ._errors import AdminApiError
 
-__all__ = ["ALLOWED_METHODS", "Authorization", "Endpoint", "Route", "route"]
+__all__ = [
+    "ALLOWED_METHODS",
+    "V0_COMPATIBLE",
+    "Authorization",
+    "Endpoint",
+    "Route",
+    "allowed_methods",
+    "route",
+]
 
 
 class Authorization(enum.Enum):
@@ -175,6 +190,41 @@ ALLOWED_METHODS: Final = {
     for path in dict.fromkeys(r.path for r in _RULES)
 }
 
+#: The v0 endpoints answered as their v1 twin (Garage: ``Endpoint::from_v0``, router_v1.rs).
+#: The others changed their request or response format between v0 and v1.
+V0_COMPATIBLE: Final = frozenset(
+    {
+        Endpoint.CONNECT_CLUSTER_NODES,
+        Endpoint.REVERT_CLUSTER_LAYOUT,
+        Endpoint.LIST_KEYS,
+        Endpoint.CREATE_KEY,
+        Endpoint.GET_KEY_INFO,
+        Endpoint.DELETE_KEY,
+        Endpoint.LIST_BUCKETS,
+        Endpoint.CREATE_BUCKET,
+        Endpoint.GET_BUCKET_INFO,
+        Endpoint.DELETE_BUCKET,
+        Endpoint.UPDATE_BUCKET,
+        Endpoint.BUCKET_ALLOW_KEY,
+        Endpoint.BUCKET_DENY_KEY,
+        Endpoint.GLOBAL_ALIAS_BUCKET,
+        Endpoint.GLOBAL_UNALIAS_BUCKET,
+        Endpoint.LOCAL_ALIAS_BUCKET,
+        Endpoint.LOCAL_UNALIAS_BUCKET,
+    }
+)
+_V0_PREFIX: Final = "/v0/"
+
+
+def _as_v1(path: str) -> str | None:
+    """The v1 path of an admin API v0 path (None: not a v0 path)."""
+    return "/v1/" + path.removeprefix(_V0_PREFIX) if path.startswith(_V0_PREFIX) else None
+
+
+def allowed_methods(path: str) -> tuple[str, ...] | None:
+    """The methods ``path`` takes (a v0 path: those of its v1 twin); None for no endpoint."""
+    return ALLOWED_METHODS.get(_as_v1(path) or path)
+
 
 def _query(query_string: str) -> dict[str, str]:
     params: dict[str, str] = {}
@@ -196,23 +246,43 @@ def route(method: str, path: str, query_string: str) -> Route:
 
     Raises:
         AdminApiError: 404 for an unknown path, 405 for a method the path does not take,
-            400 for a missing or repeated parameter or an admin API v0 path.
+            400 for a missing or repeated parameter or an admin API v0 endpoint whose
+            format changed in v1.
     """
     if method == "OPTIONS":
         return Route(Endpoint.OPTIONS)
-    if path.startswith("/v0/"):
+    v1_path = _as_v1(path)
+    if v1_path is None:
+        return _route(method, path, query_string, shown=path)
+    r = _route(method, v1_path, query_string, shown=path)
+    if r.endpoint is Endpoint.OPENAPI:  # v0 had no such document
+        raise _no_such_endpoint(path)
+    if r.endpoint not in V0_COMPATIBLE:
         raise AdminApiError.bad_request(
-            f"admin API v0 is not supported: use the v1 endpoints (/v1{path[3:]})"
+            f"admin API v0 endpoint {r.endpoint.value} is no longer supported (its format "
+            f"changed in v1): use {method} {v1_path}"
         )
+    if r.endpoint is Endpoint.GET_KEY_INFO:
+        # v0 had no showSecretKey: it always showed the secret (Garage: from_v0).
+        return Route(r.endpoint, {**r.params, "showSecretKey": "true"})
+    return r
+
+
+def _no_such_endpoint(path: str) -> AdminApiError:
+    return AdminApiError.not_found(
+        "NoSuchEndpoint", f"the admin API has no endpoint {path!r} (see /v1/openapi.json)"
+    )
+
+
+def _route(method: str, path: str, query_string: str, *, shown: str) -> Route:
+    """Routes a v1 (or unversioned) ``path``; errors name the request's path, ``shown``."""
     allowed = ALLOWED_METHODS.get(path)
     if allowed is None:
-        raise AdminApiError.not_found(
-            "NoSuchEndpoint", f"the admin API has no endpoint {path!r} (see /v1/openapi.json)"
-        )
+        raise _no_such_endpoint(shown)
     if method not in allowed:
         raise AdminApiError(
             "MethodNotAllowed",
-            f"{path} does not take {method} (allowed: {', '.join(allowed)})",
+            f"{shown} does not take {method} (allowed: {', '.join(allowed)})",
             405,
             headers=(("allow", ", ".join(("OPTIONS", *allowed))),),
         )
