@@ -65,7 +65,9 @@ def bench(session: nox.Session) -> None:
     cluster, moto's S3 server, the hypercorn ceiling, a 3-zone cluster behind delaying
     relays in a private network namespace). Arguments go to ``python -m bench``:
     ``-- --quick`` for a short run, ``-- bench_s3 bench_geo`` for some modules,
-    ``-- --runtimes trio``, ``-- --geo-delay-ms 50``, ``-- --no-profile``.
+    ``-- --runtimes trio``, ``-- --geo-delay-ms 50``, ``-- --no-profile``,
+    ``-- --runtime-rounds 3`` (alternating trio/asyncio rounds), ``-- --allow-dirty`` (write
+    latest.md from a tree with uncommitted changes, marked DIRTY).
     """
     session.run("python", "-m", "bench", *session.posargs)
 

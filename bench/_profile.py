@@ -4,18 +4,27 @@ When a target is missed, bench_s3 runs the workload again while py-spy samples t
 node process (every thread, only while on CPU, ``--nonblocking`` so the node is not
 paused) and keeps a few lines: the share of samples of the event-loop thread and of the
 worker threads, the share of each *area* of the code (a sample counts for the deepest
-frame of its stack that belongs to a known area: the HTTP server, SigV4, the tables,
-sqlite...; the runtime's socket and thread work is charged to the area that asked for it,
-and its total is given apart), the hottest functions by self time and the hottest Garage
-functions with what they call. :func:`summarise` is pure (collapsed stacks in, lines out).
+frame of its stack that belongs to a known area: the HTTP server, our ASGI adapter,
+SigV4, the tables, sqlite...; the runtime's socket and thread work is charged to the area
+that asked for it, and its total is given apart; a worker thread busy in the runtime's
+code alone is handing a result back: that is charged to our thread hops, which the
+ceiling never makes), the hottest functions by self time and
+the hottest Garage functions with what they call. :func:`summarise` is pure (collapsed
+stacks in, lines out).
 
-py-spy is not a project dependency: :func:`py_spy` finds it in the environment or
-installs it there (``uv pip install`` or ``pip install``); without it, there is no
-profile and the report says why.
+:func:`explain` turns a summary into a next step from the data rather than from a fixed
+hint per area: the node's CPU per operation against the ceiling's for the same workload
+(the ceiling is hypercorn and the runtime alone, so the difference is our code's), our
+areas in the same unit with the framework's share (which the ceiling pays as well) left
+out, and the biggest of them, with its hottest functions and the usual lever.
+
+py-spy is in the project's dev dependency group (``uv sync`` installs it beside the
+interpreter); without it, there is no profile and the report says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -28,10 +37,31 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["AREAS", "HINTS", "Summary", "py_spy", "record", "summarise"]
+__all__ = [
+    "ADAPTER",
+    "AREAS",
+    "FRAMEWORK",
+    "HINTS",
+    "HTTP_SERVER",
+    "RUNTIME",
+    "THREADS",
+    "Summary",
+    "explain",
+    "py_spy",
+    "record",
+    "summarise",
+]
 
 #: Sampling rate: enough samples in ~10 s, and a modest cost to the sampled process.
 RATE_HZ: Final = 100
+HTTP_SERVER: Final = "HTTP server (hypercorn, h11)"
+#: garage_api/http.py: turning ASGI messages into our Request and Response and back. It is
+#: ours (the ceiling has no such layer), so it is not counted as the framework.
+ADAPTER: Final = "our ASGI adapter (garage_api/http.py)"
+RUNTIME: Final = "runtime (trio, asyncio, anyio)"
+#: Worker threads doing nothing of ours (handing a result back to the loop, thread-pool
+#: bookkeeping): the cost of our to_thread hops, which the ceiling never makes.
+THREADS: Final = "threads (hand-offs to and from worker threads)"
 #: (area, path prefixes of a frame's file); the first area that matches a frame wins.
 AREAS: Final = (
     (
@@ -39,7 +69,8 @@ AREAS: Final = (
         ("garage_util/data.py", "garage_api/signature/_checksum", "hashlib"),
     ),
     ("SigV4 auth", ("garage_api/signature/",)),
-    ("HTTP server (hypercorn, h11)", ("hypercorn/", "h11/", "garage_api/http.py")),
+    (ADAPTER, ("garage_api/http.py",)),
+    (HTTP_SERVER, ("hypercorn/", "h11/")),
     ("S3 handlers", ("garage_api/",)),
     ("blocks", ("garage_model/block/", "garage_model/_block", "zstandard/")),
     ("model", ("garage_model/",)),
@@ -52,10 +83,17 @@ AREAS: Final = (
     ("background workers", ("garage_util/background/",)),
     ("garage_util", ("garage_util/",)),
     ("logging", ("logging/",)),
-    ("runtime (trio, asyncio, anyio)", ("trio/", "asyncio/", "anyio/", "selectors.py", "sniffio/")),
-    ("threads", ("threading.py", "concurrent/", "queue.py")),
+    (RUNTIME, ("trio/", "asyncio/", "anyio/", "selectors.py", "sniffio/")),
+    (THREADS, ("threading.py", "concurrent/", "queue.py")),
 )
-_PLUMBING: Final = ("runtime (trio, asyncio, anyio)", "threads")
+#: Functions of garage_api/http.py that are hypercorn's own loop (its TCPServer, subclassed
+#: there to free closed connections): the framework's work, not the adapter's.
+_FRAMEWORK_FUNCTIONS: Final = ("TCPServer.",)
+_PLUMBING: Final = (RUNTIME, THREADS)
+#: What the ceiling (hypercorn and the runtime, no application) pays as well.
+FRAMEWORK: Final = (HTTP_SERVER, RUNTIME)
+#: A node within this factor of the ceiling's CPU per operation is bound by the framework.
+FRAMEWORK_BOUND: Final = 1.25
 #: Leaves that are waiting, not working (py-spy's idle detection misses these waits):
 #: thread-pool workers waiting for a job, and the event loop waiting in epoll.
 IDLE_LEAVES: Final = (
@@ -76,8 +114,11 @@ HINTS: Final = {
     "back): hash once per block in one thread hop, and leave read-time verification to scrub",
     "SigV4 auth": "cache the derived signing key per (key, date, region) and canonicalise "
     "headers once per request",
-    "HTTP server (hypercorn, h11)": "the framework itself: the ceiling bounds it; fewer ASGI "
-    "send() calls per response (one body message) and a leaner HTTP/1.1 loop are the levers",
+    HTTP_SERVER: "the framework itself: fewer ASGI send() calls per response (one body "
+    "message) and a leaner HTTP/1.1 loop are the levers",
+    ADAPTER: "build less per request: decode only the headers the handler reads, encode the "
+    "response headers once, send a small body in one message, and skip draining a request "
+    "body that was read or is empty",
     "S3 handlers": "trim the per-request work of the handler (routing, header building, XML)",
     "blocks": "hash and compress blocks in fewer, larger thread hops; skip zstd on "
     "incompressible data sooner",
@@ -94,9 +135,9 @@ HINTS: Final = {
     "tranquilise it under load",
     "garage_util": "look at the hottest garage_util functions below",
     "logging": "no per-request logging above DEBUG; lazy %-formatting only",
-    "runtime (trio, asyncio, anyio)": "fewer task switches and thread hops per request "
+    RUNTIME: "fewer task switches and thread hops per request "
     "(each to_thread.run_sync is a round trip through the scheduler)",
-    "threads": "fewer thread hops per request (the worker threads' own overhead shows)",
+    THREADS: "fewer thread hops per request (the worker threads' own overhead shows)",
 }
 
 
@@ -107,10 +148,14 @@ class Summary:
     Attributes:
         title: what was profiled.
         lines: the summary, for the report.
-        top_area: the area of our code (or the server's) with the most samples.
+        top_area: the biggest area of our code: the framework and runtime (which the ceiling
+            pays as well), the worker threads' plumbing and unknown code left out.
         samples: samples on CPU (waits left out).
         areas: samples by area, most first (they add up to ``samples``).
         next_step: the next optimisation, when known better than the top area's hint.
+        charged: samples by (area, the deepest frame of that area in the stack), most first:
+            where inside an area its samples were taken.
+        functions: samples by Garage function with its callees (inclusive), most first.
     """
 
     title: str
@@ -119,6 +164,8 @@ class Summary:
     samples: int = 0
     areas: tuple[tuple[str, int], ...] = ()
     next_step: str | None = None
+    charged: tuple[tuple[tuple[str, str], int], ...] = ()
+    functions: tuple[tuple[str, int], ...] = ()
 
     @property
     def hint(self) -> str | None:
@@ -129,13 +176,21 @@ class Summary:
 
 
 def _file(frame: str) -> str:
-    """``func (path/file.py:12)`` -> ``path/file.py``."""
+    """``func (path/file.py:12)`` or ``func (path/file.py)`` -> ``path/file.py``."""
     start = frame.rfind(" (")
-    return frame[start + 2 : frame.rfind(":")] if start >= 0 else ""
+    if start < 0:
+        return ""
+    inner = frame[start + 2 :].removesuffix(")")
+    path, colon, line = inner.rpartition(":")
+    return path if colon and line.isdigit() else inner
 
 
 def _area(frame: str) -> str | None:
     path = _file(frame)
+    if path.endswith("garage_api/http.py"):
+        function = frame[: frame.rfind(" (")]
+        if any(name in function for name in _FRAMEWORK_FUNCTIONS):
+            return HTTP_SERVER
     for area, prefixes in AREAS:
         if any(path.startswith(p) or f"/{p}" in path for p in prefixes):
             return area
@@ -148,7 +203,7 @@ def _short(frame: str) -> str:
     return f"{frame[:start]} ({_file(frame)})" if start >= 0 else frame
 
 
-def _pct(part: int, total: int) -> str:
+def _pct(part: float, total: float) -> str:
     return f"{100 * part / total:.0f}%"
 
 
@@ -163,6 +218,7 @@ def summarise(title: str, collapsed: str, *, top: int = 8) -> Summary:
     total = idle = plumbing = 0
     threads: Counter[str] = Counter()
     areas: Counter[str] = Counter()
+    charged: Counter[tuple[str, str]] = Counter()
     leaves: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for line in collapsed.splitlines():
@@ -177,17 +233,23 @@ def summarise(title: str, collapsed: str, *, top: int = 8) -> Summary:
         if not frames or _short(frames[-1]) in IDLE_LEAVES:
             idle += count
             continue
-        threads["event loop" if "MainThread" in thread else "worker threads"] += count
+        loop = "MainThread" in thread
+        threads["event loop" if loop else "worker threads"] += count
         total += count
         leaves[_short(frames[-1])] += count
-        found = [a for a in map(_area, reversed(frames)) if a is not None]
-        if found and found[0] in _PLUMBING:
+        found = [(a, f) for f, a in ((f, _area(f)) for f in reversed(frames)) if a is not None]
+        if found and found[0][0] in _PLUMBING:
             plumbing += count
         # The deepest area of our code or the server's: the runtime's socket and thread
         # work is charged to whoever asked for it.
-        areas[next((a for a in found if a not in _PLUMBING), found[0] if found else "other")] += (
-            count
+        area, frame = next(
+            ((a, f) for a, f in found if a not in _PLUMBING),
+            found[0] if found else ("other", frames[-1]),
         )
+        if area == RUNTIME and not loop:  # a worker thread in the runtime's code only
+            area = THREADS
+        areas[area] += count
+        charged[area, _short(frame)] += count
         garage = {_short(f) for f in frames if _file(f).startswith("garage")}
         for name in {f for f in garage if _file(f) not in ENTRY_FILES}:
             inclusive[name] += count
@@ -205,30 +267,124 @@ def summarise(title: str, collapsed: str, *, top: int = 8) -> Summary:
         "hottest Garage functions (with callees): "
         + ", ".join(f"{name} {_pct(n, total)}" for name, n in inclusive.most_common(top)),
     ]
-    known = [a for a, _ in areas.most_common() if a not in ("other", *_PLUMBING)]
-    top_area = known[0] if known else None
-    return Summary(title, tuple(lines), top_area, total, tuple(areas.most_common()))
+    ours = [a for a, _ in areas.most_common() if a not in ("other", *_PLUMBING, *FRAMEWORK)]
+    return Summary(
+        title,
+        tuple(lines),
+        ours[0] if ours else None,
+        total,
+        tuple(areas.most_common()),
+        charged=tuple(charged.most_common()),
+        functions=tuple(inclusive.most_common()),
+    )
+
+
+def _num(value: float) -> str:
+    """About three significant digits, never in exponent form."""
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def explain(
+    summary: Summary,
+    *,
+    node_cost: float,
+    ceiling_cost: float | None,
+    unit: str,
+    node: str = "the node",
+    top: int = 4,
+) -> Summary:
+    """Adds what the measured costs say to a profile, and the next step they point to.
+
+    The ceiling is the framework and the runtime alone, so ``node_cost - ceiling_cost`` is
+    what our code adds. The profile's shares turn the node's cost into a cost per area; the
+    framework's areas (hypercorn, h11, the runtime's own loop) are set apart, since the
+    ceiling pays them too, and the biggest remaining area is the next step, with the
+    functions its samples were taken in and the usual lever for it (:data:`HINTS`).
+
+    Args:
+        summary: the profile of the node running the workload.
+        node_cost: the node's server CPU per unit of work in the measured run.
+        ceiling_cost: the ceiling's for the same workload and runtime (None: not measured).
+        unit: the unit of both (``ms/op``, ``s/GB``).
+        node: how to name what ``node_cost`` covers ("the cluster's 3 processes").
+        top: how many areas and functions to name.
+    """
+    total = summary.samples
+    if total == 0:
+        return summary
+
+    def cost(samples: int) -> str:
+        return f"{_num(node_cost * samples / total)} {unit}"
+
+    lines = []
+    framework = sum(n for a, n in summary.areas if a in FRAMEWORK)
+    if ceiling_cost:
+        excess = node_cost - ceiling_cost
+        above = node_cost * framework / total - ceiling_cost
+        lines.append(
+            f"server CPU: {node} {_num(node_cost)} {unit}, the ceiling {_num(ceiling_cost)} "
+            f"{unit} (same runtime and workload: the framework's floor), so "
+            f"{_num(excess)} {unit} ({_pct(max(excess, 0.0), node_cost)}) is our code's; "
+            f"the framework and runtime take {cost(framework)} here "
+            f"({_pct(framework, total)} of the samples)"
+            + (
+                f", {_num(above)} {unit} more than the whole ceiling (the task switches and "
+                "socket calls our code adds)"
+                if above > 0.1 * ceiling_cost
+                else ""
+            )
+        )
+    else:
+        lines.append(f"server CPU: {node} {_num(node_cost)} {unit} (no ceiling measured)")
+    ours = [(a, n) for a, n in summary.areas if a not in FRAMEWORK]
+    lines.append(
+        "our areas (framework and runtime left out): "
+        + ", ".join(f"{a} {cost(n)} ({_pct(n, total)})" for a, n in ours[: top + 2])
+    )
+    area = summary.top_area
+    if ceiling_cost and node_cost <= FRAMEWORK_BOUND * ceiling_cost:
+        step = (
+            f"{node} costs {node_cost / ceiling_cost:.2f}x the ceiling: the framework bounds "
+            f"it; {HINTS[HTTP_SERVER]}"
+        )
+    elif area is None:
+        step = "no area of our code stands out: see the hottest functions above"
+    else:
+        samples = dict(summary.areas)[area]
+        where = [
+            f"{f} {_pct(n, total)}"
+            for (a, f), n in summary.charged
+            if a == area and 200 * n >= total  # 1% or more, rounded
+        ][:top]
+        share = ""
+        if ceiling_cost and node_cost > ceiling_cost:
+            excess = node_cost - ceiling_cost
+            share = f", {_pct(node_cost * samples / total, excess)} of our excess"
+        sampled = f", sampled in {', '.join(where)}" if where else ""
+        step = (
+            f"{area}, the biggest of our areas ({cost(samples)}{share}){sampled}: "
+            f"{HINTS.get(area, 'look at its hottest functions above')}"
+        )
+    return dataclasses.replace(summary, lines=summary.lines + tuple(lines), next_step=step)
 
 
 def py_spy() -> tuple[str | None, str]:
-    """py-spy's path (installed into this environment when missing), or why there is none."""
+    """py-spy's path (a dev dependency: beside the interpreter), or why there is none."""
     beside = Path(sys.executable).parent / "py-spy"
-    found = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
     if found is not None:
         return found, ""
-    uv = shutil.which("uv")
-    install = (
-        [uv, "pip", "install", "--python", sys.executable, "py-spy"]
-        if uv is not None
-        else [sys.executable, "-m", "pip", "install", "py-spy"]
+    return None, (
+        "py-spy is not installed: it is in the dev dependency group (`uv sync` installs it "
+        f"beside {sys.executable})"
     )
-    done = subprocess.run(install, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not beside.exists():
-        return (
-            None,
-            f"py-spy is not installed and `{' '.join(install)}` failed: {done.stderr[-300:]}",
-        )
-    return str(beside), ""
 
 
 def record(title: str, pid: int, duration_s: float, workload: Callable[[], object]) -> Summary:

@@ -9,6 +9,10 @@ The runner prints every table as text and writes the whole report as Markdown (t
 the machine, the load average, the commit, a summary table of every target with its
 ratio, then the tables and profiles): :func:`render_text`, :func:`render_markdown`,
 :func:`markdown_report`.
+
+The committed report (bench/results/latest.md) must say which code it measured: the
+commit, from a clean tree (:func:`checkout`, :func:`refusal`). A run from a tree with
+uncommitted changes writes it only when asked to, and then says "dirty" at the top.
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ from typing import Final
 from bench._profile import Summary
 
 __all__ = [
+    "LATEST",
     "Cell",
+    "Checkout",
     "Outcome",
     "Row",
     "Table",
     "Target",
+    "checkout",
     "fmt",
     "machine",
     "markdown_report",
     "ratio",
+    "refusal",
     "render_markdown",
     "render_text",
     "rows_table",
@@ -42,6 +50,10 @@ __all__ = [
 Row = tuple[str, str, float, str]
 Cell = str | float | int | None
 ROOT: Final = Path(__file__).resolve().parent.parent
+#: The committed report of a full run.
+LATEST: Final = ROOT / "bench" / "results" / "latest.md"
+#: Changes under this folder are reports, not code: they leave the tree clean.
+_REPORTS: Final = "bench/results/"
 
 
 def fmt(cell: Cell) -> str:
@@ -170,16 +182,73 @@ def render_markdown(table: Table, level: int = 3) -> str:
     return "\n".join(out)
 
 
-def _run(*argv: str) -> str:
+def _run(*argv: str, cwd: Path = ROOT) -> str | None:
+    """A command's output; None when it cannot run or fails."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
     except OSError:
-        return "?"
-    return done.stdout.strip() or "?"
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The code a run measures.
+
+    Attributes:
+        commit: the checked-out commit (None: not a git checkout, or no git).
+        dirty: the paths with uncommitted changes, untracked ones included (reports under
+            bench/results/ left out).
+    """
+
+    commit: str | None
+    dirty: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return self.commit is not None and not self.dirty
+
+    def describe(self, most: int = 8) -> str:
+        """``<hash>``, or ``<hash> + uncommitted changes to a, b...``."""
+        if self.commit is None:
+            return "unknown (not a git checkout)"
+        if not self.dirty:
+            return self.commit
+        listed = ", ".join(self.dirty[:most]) + (", ..." if len(self.dirty) > most else "")
+        files = f"{len(self.dirty)} file{'' if len(self.dirty) == 1 else 's'}"
+        return f"{self.commit} + uncommitted changes to {files} ({listed})"
+
+
+def checkout(root: Path = ROOT) -> Checkout:
+    """The commit of the git checkout at ``root`` and its uncommitted changes."""
+    head = _run("git", "rev-parse", "HEAD", cwd=root)
+    status = _run("git", "status", "--porcelain", "--untracked-files=normal", cwd=root)
+    if head is None or status is None:
+        return Checkout(None)
+    paths = (line[3:] for line in status.splitlines() if len(line) > 3)
+    return Checkout(head.strip(), tuple(p for p in paths if not p.startswith(_REPORTS)))
+
+
+def refusal(output: Path, state: Checkout, *, allow_dirty: bool) -> str | None:
+    """Why the report may not be written to ``output`` (None: it may).
+
+    Only :data:`LATEST`, the committed report, is guarded: it must name the code it
+    measured, so it is written from a clean checkout unless ``allow_dirty``.
+    """
+    if allow_dirty or state.clean or output.resolve() != LATEST.resolve():
+        return None
+    if state.commit is None:
+        why = "this is not a git checkout: the report could not say which code it measured"
+    else:
+        why = f"the tree has uncommitted changes ({state.describe()})"
+    return (
+        f"refusing to write {LATEST.relative_to(ROOT)}: {why}. Commit first, pass --output "
+        "elsewhere, or pass --allow-dirty (the report then says DIRTY at the top)"
+    )
 
 
 def machine() -> dict[str, str]:
-    """Where and when: date, kernel, CPU, cores, memory, Python, commit, load average."""
+    """Where and when: date, kernel, CPU, cores, memory, Python, load average."""
     cpu = "?"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -194,14 +263,12 @@ def machine() -> dict[str, str]:
     if meminfo.exists():
         total_kib = int(meminfo.read_text().split()[1])
         mem = f"{total_kib / 2**20:.1f} GiB"
-    dirty = _run("git", "status", "--porcelain", "--untracked-files=no")
+    uname = (_run("uname", "-a") or "?").strip() if os.name == "posix" else ""
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "uname": _run("uname", "-a") if os.name == "posix" else " ".join(platform.uname()),
+        "uname": uname or " ".join(platform.uname()),
         "cpu": f"{cpu}, {os.cpu_count()} cores, {mem}",
         "python": sys.version.split()[0],
-        "commit": _run("git", "rev-parse", "HEAD")
-        + (" (with uncommitted changes)" if dirty not in ("", "?") else ""),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
@@ -213,14 +280,34 @@ def markdown_report(
     args: str,
     duration_s: float,
     load_after: str,
+    code: Checkout,
+    code_after: Checkout | None = None,
 ) -> str:
-    """The whole report, as bench/results/latest.md holds it."""
-    out = [
-        "# Benchmarks of Garage in Python",
-        "",
+    """The whole report, as bench/results/latest.md holds it.
+
+    Args:
+        info: :func:`machine` at the start.
+        outcomes: each module's, in the order they ran.
+        args: the runner's arguments.
+        duration_s: how long the run took.
+        load_after: the load average at the end.
+        code: the checkout at the start.
+        code_after: the checkout at the end, when it differs (the code changed meanwhile).
+    """
+    out = ["# Benchmarks of Garage in Python", ""]
+    if not code.clean or (code_after is not None and code_after != code):
+        out += [
+            "> **DIRTY**: measured from a tree that is not a clean commit: "
+            f"{code.describe()}"
+            + (f"; at the end: {code_after.describe()}" if code_after not in (None, code) else "")
+            + ". These figures may not match any commit.",
+            "",
+        ]
+    out += [
         f"- date: {info['date']} (`python -m bench {args}`, {duration_s / 60:.1f} min)",
         f"- machine: `{info['uname']}`; {info['cpu']}",
-        f"- Python {info['python']}; commit `{info['commit']}`",
+        f"- Python {info['python']}; commit `{code.commit or 'unknown'}`"
+        + ("" if code.clean else " (DIRTY: see above)"),
         f"- load average at start: {info['load']}; at the end: {load_after} "
         "(servers and client share the same cores: on a busy machine every figure "
         "is pessimistic)",

@@ -148,11 +148,11 @@ _TOKEN = re.compile(rb"<NextContinuationToken>([^<]+)</NextContinuationToken>")
 _KEY_COUNT = re.compile(rb"<KeyCount>(\d+)</KeyCount>")
 
 
-def _list_all(server: Server, prefix: str) -> tuple[int, int]:
-    """Lists every key under ``prefix``; (keys, pages)."""
+def _list_all(server: Server, prefix: str, page_keys: int) -> tuple[int, int]:
+    """Lists every key under ``prefix``, ``page_keys`` a page; (keys, pages)."""
     path, token, keys, pages = f"/{server.target.bucket}", "", 0, 0
     while True:
-        params = [("list-type", "2"), ("max-keys", str(PAGE_KEYS)), ("prefix", prefix)]
+        params = [("list-type", "2"), ("max-keys", str(page_keys)), ("prefix", prefix)]
         if token:
             params.append(("continuation-token", token))
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params))
@@ -168,8 +168,9 @@ def _list_all(server: Server, prefix: str) -> tuple[int, int]:
         token = more.group(1).decode()
 
 
-def listing(server: Server, keys: int, repeat: int) -> ListResult:
-    """Fills the bucket with ``keys`` empty objects, then lists them ``repeat`` times.
+def listing(server: Server, keys: int, repeat: int, *, page_keys: int = PAGE_KEYS) -> ListResult:
+    """Fills the bucket with ``keys`` empty objects, then lists them ``repeat`` times,
+    ``page_keys`` a page.
 
     Raises:
         LoadError: a request failed or a listing missed keys.
@@ -187,7 +188,7 @@ def listing(server: Server, keys: int, repeat: int) -> ListResult:
     pages = 0
     for _ in range(repeat):
         start = time.perf_counter()
-        found, pages = _list_all(server, "list/")
+        found, pages = _list_all(server, "list/", page_keys)
         times.append(time.perf_counter() - start)
         if found != keys:
             raise LoadError(f"ListObjectsV2 found {found} keys of {keys}")
@@ -215,15 +216,20 @@ class BigResult:
         wall = self.multipart_wall_s if what == "multipart PUT" else self.loads[what].wall_s
         return self.size / MB / wall
 
+    def server_cpu_s_per_gb(self, what: str) -> float:
+        """The server's CPU seconds per 10^9 bytes moved."""
+        return self.loads[what].server_cpu_s / (self.size / 1e9)
 
-def _multipart(server: Server, key: str, size: int, seed: int) -> tuple[Load, float]:
-    """Create, parts (``PARTS_IN_FLIGHT`` at once), complete; the parts' load, wall time."""
+
+def _multipart(server: Server, key: str, size: int, seed: int, part: int) -> tuple[Load, float]:
+    """Create, parts of ``part`` bytes (``PARTS_IN_FLIGHT`` at once), complete; the parts'
+    load, wall time."""
     target = server.target
-    parts = range(1, -(-size // PART) + 1)
+    parts = range(1, -(-size // part) + 1)
     start = time.perf_counter()
     if server.kind == "ceiling":  # no multipart API: only the parts' transfer
         requests = [
-            target.request("PUT", key, generated=min(PART, size - (n - 1) * PART), seed=seed + n)
+            target.request("PUT", key, generated=min(part, size - (n - 1) * part), seed=seed + n)
             for n in parts
         ]
         load = fire(target, requests, connections=PARTS_IN_FLIGHT, server_pids=server.pids)
@@ -239,7 +245,7 @@ def _multipart(server: Server, key: str, size: int, seed: int) -> tuple[Load, fl
             "PUT",
             key,
             query=f"partNumber={n}&uploadId={quote(upload_id, safe='')}",
-            generated=min(PART, size - (n - 1) * PART),
+            generated=min(part, size - (n - 1) * part),
             seed=seed + n,
         )
         for n in parts
@@ -257,32 +263,35 @@ def _multipart(server: Server, key: str, size: int, seed: int) -> tuple[Load, fl
     return load, time.perf_counter() - start
 
 
-def _ranged_get(server: Server, key: str, size: int) -> Load:
+def _ranged_get(server: Server, key: str, size: int, part: int) -> Load:
     target = server.target
     if server.kind == "ceiling":
         requests = [
-            target.request("GET", key, query=f"size={min(PART, size - start)}")
-            for start in range(0, size, PART)
+            target.request("GET", key, query=f"size={min(part, size - start)}")
+            for start in range(0, size, part)
         ]
         expect: tuple[int, ...] = (200,)
     else:
         requests = [
             target.request(
-                "GET", key, extra=[("range", f"bytes={start}-{min(size, start + PART) - 1}")]
+                "GET", key, extra=[("range", f"bytes={start}-{min(size, start + part) - 1}")]
             )
-            for start in range(0, size, PART)
+            for start in range(0, size, part)
         ]
         expect = (206,)
     load = fire(
         target, requests, connections=PARTS_IN_FLIGHT, server_pids=server.pids, expect=expect
     )
-    if load.body_bytes != size:
-        raise LoadError(f"ranged GET: {load.body_bytes} bytes, expected {size}")
+    for answer in load.answers:
+        wanted = min(part, size - answer.index * part)
+        if answer.body_bytes != wanted:
+            raise LoadError(f"ranged GET {answer.index}: {answer.body_bytes} bytes, not {wanted}")
     return load
 
 
-def big(server: Server, size: int) -> BigResult:
-    """Single PUT and GET of ``size`` bytes, then multipart PUT and ranged GET.
+def big(server: Server, size: int, *, part: int = PART) -> BigResult:
+    """Single PUT and GET of ``size`` bytes, then multipart PUT and ranged GET, in parts
+    and ranges of ``part`` bytes (S3 wants parts of 5 MiB at least, but the last).
 
     Raises:
         LoadError: a request failed or a body had the wrong size.
@@ -297,8 +306,8 @@ def big(server: Server, size: int) -> BigResult:
     )
     get_request = target.request("GET", "big/single", query=f"size={size}" if ceiling else "")
     get = fire(target, [get_request], connections=1, server_pids=server.pids, body_bytes=size)
-    parts, multipart_s = _multipart(server, "big/multipart", size, seed=1000)
-    ranged = _ranged_get(server, "big/multipart", size)
+    parts, multipart_s = _multipart(server, "big/multipart", size, seed=1000, part=part)
+    ranged = _ranged_get(server, "big/multipart", size, part)
     loads = {"PUT": put, "GET": get, "multipart PUT": parts, "ranged GET": ranged}
     return BigResult(size, loads, multipart_s)
 
