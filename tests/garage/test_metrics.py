@@ -6,6 +6,8 @@ parse what :class:`NodeMetrics` renders with ``prometheus_client``'s own parser,
 the text is valid exposition format and the values are what the test did. The RPC
 outcomes are counted by two real transports talking over TCP. The last test scrapes
 ``/metrics`` of the admin API of a ``garage server --single-node`` process over HTTP.
+Background activity on a cluster of processes (sync, GC, resync errors) is in
+test_metrics_activity.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tomllib
@@ -30,6 +33,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 from tests.api.conftest import GARAGE, free_port
 
@@ -81,11 +86,12 @@ def value(samples: dict[str, dict[Labels, float]], name: str, **labels: str) -> 
 # ---------------------------------------------------------------------- a node
 
 
-def node_config(tmp_path: Path) -> GarageConfig:
+def node_config(tmp_path: Path, data_dir: object = None) -> GarageConfig:
+    """A one-node configuration; ``data_dir`` as in the file (default: ``tmp_path/data``)."""
     return parse_config(
         {
             "metadata_dir": str(tmp_path / "meta"),
-            "data_dir": str(tmp_path / "data"),
+            "data_dir": str(tmp_path / "data") if data_dir is None else data_dir,
             "replication_factor": 1,
             "rpc_secret": SECRET.hex(),
             "rpc_bind_addr": "127.0.0.1:0",
@@ -181,7 +187,9 @@ async def test_s3_requests_blocks_and_tables_are_counted(tmp_path: Path) -> None
     # Each new block queued the check that it arrived (in 2 * rpc_timeout: still queued).
     assert value(after, "block_resync_queue_length") >= 3
     assert value(after, "block_resync_errored_blocks") == 0
-    assert value(after, "block_ram_buffer_free_kb") > 0
+    # Nothing is being sent any more: the whole RAM budget is free, in bytes.
+    budget = node.garage.config.block_ram_buffer_max // 1024 * 1024
+    assert value(after, "block_ram_buffer_free_bytes") == budget
 
     # RPC: one PutBlock per object (one node), the two GetBlocks, all successful.
     assert delta("rpc_requests_total", endpoint=_PUT_BLOCK, result="ok") == 3
@@ -257,6 +265,70 @@ def test_a_node_without_layout_is_reported_unavailable(idle_node: NodeMetrics) -
     assert value(samples, "cluster_storage_nodes") == 0
     assert value(samples, "cluster_layout_version") == 0
     assert value(samples, "block_resync_queue_length") == 0
+
+
+def test_each_data_dir_reports_its_filesystem_and_the_total_counts_it_once(
+    tmp_path: Path,
+) -> None:
+    """Two data directories on one filesystem: one sample per directory, and the
+    ``volume="data"`` total holds that filesystem once, not twice."""
+    dirs = [tmp_path / "hdd1", tmp_path / "hdd2"]
+    garage = Garage(node_config(tmp_path, [{"path": str(d), "capacity": "1G"} for d in dirs]))
+    try:
+        samples = parse(NodeMetrics(garage).render())
+    finally:
+        garage.db.close()
+    assert os.stat(dirs[0]).st_dev == os.stat(dirs[1]).st_dev  # one filesystem (tmp)
+    size = shutil.disk_usage(dirs[0]).total
+    assert {dict(labels)["path"] for labels in samples["garage_data_dir_avail_bytes"]} == {
+        str(d) for d in dirs
+    }
+    for d in dirs:
+        assert value(samples, "garage_data_dir_total_bytes", path=str(d)) == size
+        assert 0 < value(samples, "garage_data_dir_avail_bytes", path=str(d)) <= size
+    assert value(samples, "garage_local_disk_total_bytes", volume="data") == size
+    # The per-directory families have no aggregate sample a sum() would count twice.
+    assert all("path" in dict(labels) for labels in samples["garage_data_dir_total_bytes"])
+
+
+def test_names_follow_prometheus_conventions(idle_node: NodeMetrics) -> None:
+    """Counters end in ``_total``, units are base units in the name, and no ``_created``
+    series is exported."""
+    families = list(text_string_to_metric_families(idle_node.render().decode()))
+    names = {sample.name for family in families for sample in family.samples}
+    assert not [n for n in names if n.endswith("_created")]
+    for family in families:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", family.name), family.name
+        assert not family.name.endswith(("_kb", "_kib", "_ms", "_msec", "_counter")), family.name
+        if family.type == "counter":
+            assert "counter" not in family.name, family.name
+            assert all(s.name == family.name + "_total" for s in family.samples), family.name
+    renamed = {
+        "block_ram_buffer_free_bytes",
+        "block_resyncs_total",
+        "block_resync_errors_total",
+    }
+    assert renamed <= names
+    assert not names & {"block_ram_buffer_free_kb", "block_resync_counter_total"}
+
+
+def test_created_series_are_dropped_for_the_node_registry_only(idle_node: NodeMetrics) -> None:
+    """The node does not flip ``prometheus_client``'s process-wide switch: another
+    registry of the same process (an embedding application's) keeps its ``_created``."""
+    other = CollectorRegistry()
+    PromCounter("app_jobs", "An application's counter.", registry=other).inc()
+
+    async def answer(request: Request) -> Response:
+        return Response(200, endpoint="ListBuckets")
+
+    # A request counted makes the API counter and histogram children that carry _created.
+    anyio.run(idle_node.instrument("created", answer), Request("GET", "/", "", []), backend="trio")
+    samples = parse(idle_node.render())
+    labels = {"api": "created", "endpoint": "ListBuckets"}
+    assert value(samples, "api_requests_total", **labels, status="200") == 1
+    assert value(samples, "api_request_duration_seconds_count", **labels) == 1
+    assert not [name for name in samples if name.endswith("_created")]
+    assert b"app_jobs_created" in generate_latest(other)
 
 
 _ENDPOINTS = st.sampled_from(["", "GetObject", "PutObject", "ListBuckets"])

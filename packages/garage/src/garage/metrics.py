@@ -22,6 +22,19 @@ Some values cost a blocking read: the free space of the data and metadata filesy
 :meth:`NodeMetrics.render` does everything in the calling thread (for sync callers).
 Both must run in the node's event loop thread or with it stopped, as they read its state.
 
+Names follow the Prometheus conventions: counters end in ``_total``, and units are in the
+name, in base units (``_bytes``, ``_seconds``). The ``*_created`` series that
+``prometheus_client`` adds to its counters and histograms are not exported (they double
+the number of series only to tell when the process started); they are filtered out of
+this registry's exposition only, so other registries of the process keep them
+(``prometheus_client.disable_created_metrics()`` would switch them off process-wide).
+
+Disk space comes in two families that must not be mixed: ``garage_local_disk_*{volume}``
+counts each filesystem once (data directories on one disk share its space, so summing
+them would count it twice), and ``garage_data_dir_*{path}`` has one sample per configured
+data directory, each reporting the filesystem that holds it (so it is the one to alert on
+per drive, and the one not to ``sum()`` when directories share a disk).
+
 Exported metrics (counters end in ``_total``, durations are in seconds):
 
 =============================================  ===============================================
@@ -29,6 +42,8 @@ Exported metrics (counters end in ``_total``, durations are in seconds):
 ``garage_replication_factor``                  the ``replication_factor`` setting
 ``garage_local_disk_avail_bytes{volume}``      free bytes of ``data`` and ``metadata`` disks
 ``garage_local_disk_total_bytes{volume}``      their size (data: distinct filesystems summed)
+``garage_data_dir_avail_bytes{path}``          free bytes of the filesystem of each data
+``garage_data_dir_total_bytes{path}``          directory, and its size
 ``api_requests_total{api,endpoint,status}``    API requests answered (api: s3, k2v, web...)
 ``api_errors_total{api,endpoint,status}``      those answered with a status >= 400
 ``api_request_duration_seconds{api,endpoint}`` histogram of the time to the response headers
@@ -68,12 +83,12 @@ Exported metrics (counters end in ``_total``, durations are in seconds):
 ``block_{read,write}_duration_seconds``
 ``block_delete_total``,                        blocks deleted, corrupt copies found
 ``block_corruption_total``
-``block_ram_buffer_free_kb``                   KiB left in the RAM budget of block sends
+``block_ram_buffer_free_bytes``                bytes left in the RAM budget of block sends
 ``block_compression_level``                    the zstd level (absent when disabled)
 ``block_resync_queue_length``                  blocks queued for a resync
 ``block_resync_errored_blocks``                blocks whose last resync failed (should be 0)
-``block_resync_counter_total``,                resyncs run, failed, and a summary of their
-``block_resync_error_counter_total``,          durations
+``block_resyncs_total``,                       resyncs run, failed, and a summary of their
+``block_resync_errors_total``,                 durations
 ``block_resync_duration_seconds``
 =============================================  ===============================================
 """
@@ -109,6 +124,8 @@ __all__ = ["CONTENT_TYPE", "NodeMetrics"]
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 #: Responses with this status or above count as errors (Garage: ``api_*_error_counter``).
 _ERROR_STATUS: Final = 400
+#: The block manager counts its RAM budget in KiB permits (Garage: ``buffer_kb_semaphore``).
+_KIB: Final = 1024
 
 
 class NodeMetrics:
@@ -121,7 +138,8 @@ class NodeMetrics:
     def __init__(self, garage: Garage) -> None:
         self._garage = garage
         self.registry = CollectorRegistry(auto_describe=True)
-        """The node's registry (the API metrics and the node collector)."""
+        """The node's registry (the API metrics and the node collector); :meth:`render`
+        exports it without the ``*_created`` series."""
         self._requests = Counter(
             "api_requests",
             "API requests answered, by API, endpoint and status.",
@@ -142,6 +160,7 @@ class NodeMetrics:
         )
         self._collector = _NodeCollector(garage)
         self.registry.register(self._collector)
+        self._exposed = _WithoutCreated(self.registry)
 
     def instrument(self, api: str, handler: Handler) -> Handler:
         """``handler``, counting and timing each request under the API name ``api``.
@@ -176,7 +195,7 @@ class NodeMetrics:
         Blocks briefly (disk space, queue lengths): async code should prefer
         :meth:`scrape`.
         """
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
 
     async def scrape(self) -> bytes:
         """:meth:`render`, with its blocking reads done in a worker thread."""
@@ -189,6 +208,26 @@ class NodeMetrics:
             self._collector.prefetched = None
 
 
+@final
+class _WithoutCreated(Collector):
+    """What ``registry`` collects, less the ``*_created`` samples of its metrics.
+
+    A per-registry equivalent of ``prometheus_client.disable_created_metrics()``, which
+    flips a process-wide switch (it would change the exposition of every other registry
+    of an embedding application).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            created = metric.name + "_created"
+            # The collected Metric objects are built afresh at each collect: ours to edit.
+            metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
 # ---------------------------------------------------------------------- blocking reads
 
 
@@ -198,6 +237,8 @@ class _Probe:
 
     Attributes:
         disks: ``(volume, avail bytes, total bytes)`` of ``data`` and ``metadata``.
+        data_dirs: ``(path, avail bytes, total bytes)`` of each readable data directory's
+            filesystem, in configuration order.
         resync_queue: blocks queued for a resync.
         resync_errors: blocks whose last resync failed.
         merkle_todo: per table name, changes waiting for the Merkle updater.
@@ -205,6 +246,7 @@ class _Probe:
     """
 
     disks: tuple[tuple[str, int, int], ...]
+    data_dirs: tuple[tuple[str, int, int], ...]
     resync_queue: int
     resync_errors: int
     merkle_todo: tuple[tuple[str, int], ...]
@@ -214,17 +256,21 @@ class _Probe:
 def _probe(garage: Garage) -> _Probe:
     """Reads the blocking values (run it in a worker thread from async code)."""
     config = garage.config
+    data_dirs = [(d.path, _disk_usage(d.path)) for d in config.data_dir]
     disks = []
-    data = _disk_space([d.path for d in config.data_dir])
+    data = _distinct_sum([usage for _, usage in data_dirs])
     if data is not None:
         disks.append(("data", *data))
-    meta = _disk_space([config.metadata_dir])
+    meta = _distinct_sum([_disk_usage(config.metadata_dir)])
     if meta is not None:
         disks.append(("metadata", *meta))
     resync = garage.block_manager.resync
     tables = [rt.data for rt in garage.tables()]
     return _Probe(
         disks=tuple(disks),
+        data_dirs=tuple(
+            (str(path), usage.avail, usage.total) for path, usage in data_dirs if usage is not None
+        ),
         resync_queue=resync.queue_len(),
         resync_errors=resync.errors_len(),
         merkle_todo=tuple((t.name, t.merkle_updater.todo_len()) for t in tables),
@@ -232,21 +278,42 @@ def _probe(garage: Garage) -> _Probe:
     )
 
 
-def _disk_space(paths: list[Path]) -> tuple[int, int] | None:
-    """Free and total bytes of the filesystems holding ``paths``, each counted once (data
-    directories on one disk share its space); None when none can be read."""
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """The space of the filesystem holding a path.
+
+    Attributes:
+        device: its ``st_dev``, which tells paths on one filesystem.
+        avail: bytes free for unprivileged users (``statvfs`` ``f_bavail``).
+        total: its size in bytes.
+    """
+
+    device: int
+    avail: int
+    total: int
+
+
+def _disk_usage(path: Path) -> _Usage | None:
+    """The space of the filesystem holding ``path``; None if it cannot be read (missing
+    or unreadable: the node reports that elsewhere)."""
+    try:
+        device = os.stat(path).st_dev
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return _Usage(device, usage.free, usage.total)
+
+
+def _distinct_sum(usages: list[_Usage | None]) -> tuple[int, int] | None:
+    """Free and total bytes of the filesystems of ``usages``, each counted once (data
+    directories on one disk share its space); None when none could be read."""
     seen: set[int] = set()
     avail = total = 0
-    for path in paths:
-        try:
-            device = os.stat(path).st_dev
-            usage = shutil.disk_usage(path)
-        except OSError:
-            continue  # missing or unreadable: reported by the node elsewhere
-        if device in seen:
+    for usage in usages:
+        if usage is None or usage.device in seen:
             continue
-        seen.add(device)
-        avail += usage.free
+        seen.add(usage.device)
+        avail += usage.avail
         total += usage.total
     return (avail, total) if seen else None
 
@@ -301,6 +368,24 @@ def _system_metrics(garage: Garage, probe: _Probe) -> Iterator[Metric]:
         total.add_metric([volume], total_bytes)
     yield avail
     yield total
+    # One sample per data directory, apart from the deduplicated ``volume="data"`` sum (a
+    # family holding both would double count under ``sum()``).
+    dir_avail = GaugeMetricFamily(
+        "garage_data_dir_avail_bytes",
+        "Free bytes of the filesystem of each data directory (shared by directories on one "
+        "filesystem: do not sum).",
+        labels=["path"],
+    )
+    dir_total = GaugeMetricFamily(
+        "garage_data_dir_total_bytes",
+        "Size in bytes of the filesystem of each data directory.",
+        labels=["path"],
+    )
+    for path, free_bytes, total_bytes in probe.data_dirs:
+        dir_avail.add_metric([path], free_bytes)
+        dir_total.add_metric([path], total_bytes)
+    yield dir_avail
+    yield dir_total
 
 
 def _cluster_metrics(garage: Garage) -> Iterator[Metric]:
@@ -462,9 +547,9 @@ def _block_metrics(garage: Garage, probe: _Probe) -> Iterator[Metric]:
         "block_corruption", "Corrupt block copies found on read.", value=stats.corruptions
     )
     yield _gauge(
-        "block_ram_buffer_free_kb",
-        "KiB free for buffering block sends; at 0, writers wait (backpressure).",
-        stats.ram_buffer_free_kb,
+        "block_ram_buffer_free_bytes",
+        "Bytes free for buffering block sends; at 0, writers wait (backpressure).",
+        stats.ram_buffer_free_kb * _KIB,
     )
     level = garage.config.compression_level
     if level is not None:
@@ -476,9 +561,9 @@ def _block_metrics(garage: Garage, probe: _Probe) -> Iterator[Metric]:
         probe.resync_errors,
     )
     resync = manager.resync.statistics()
-    yield CounterMetricFamily("block_resync_counter", "Block resyncs run.", value=resync.resyncs)
+    yield CounterMetricFamily("block_resyncs", "Block resyncs run.", value=resync.resyncs)
     yield CounterMetricFamily(
-        "block_resync_error_counter", "Block resyncs that failed.", value=resync.errors
+        "block_resync_errors", "Block resyncs that failed.", value=resync.errors
     )
     yield SummaryMetricFamily(
         "block_resync_duration_seconds",
