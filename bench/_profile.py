@@ -47,6 +47,7 @@ __all__ = [
     "THREADS",
     "Summary",
     "explain",
+    "number",
     "py_spy",
     "record",
     "summarise",
@@ -279,7 +280,7 @@ def summarise(title: str, collapsed: str, *, top: int = 8) -> Summary:
     )
 
 
-def _num(value: float) -> str:
+def number(value: float) -> str:
     """About three significant digits, never in exponent form."""
     size = abs(value)
     if size >= 100:
@@ -321,7 +322,7 @@ def explain(
         return summary
 
     def cost(samples: int) -> str:
-        return f"{_num(node_cost * samples / total)} {unit}"
+        return f"{number(node_cost * samples / total)} {unit}"
 
     lines = []
     framework = sum(n for a, n in summary.areas if a in FRAMEWORK)
@@ -329,20 +330,20 @@ def explain(
         excess = node_cost - ceiling_cost
         above = node_cost * framework / total - ceiling_cost
         lines.append(
-            f"server CPU: {node} {_num(node_cost)} {unit}, the ceiling {_num(ceiling_cost)} "
+            f"server CPU: {node} {number(node_cost)} {unit}, the ceiling {number(ceiling_cost)} "
             f"{unit} (same runtime and workload: the framework's floor), so "
-            f"{_num(excess)} {unit} ({_pct(max(excess, 0.0), node_cost)}) is our code's; "
+            f"{number(excess)} {unit} ({_pct(max(excess, 0.0), node_cost)}) is our code's; "
             f"the framework and runtime take {cost(framework)} here "
             f"({_pct(framework, total)} of the samples)"
             + (
-                f", {_num(above)} {unit} more than the whole ceiling (the task switches and "
+                f", {number(above)} {unit} more than the whole ceiling (the task switches and "
                 "socket calls our code adds)"
                 if above > 0.1 * ceiling_cost
                 else ""
             )
         )
     else:
-        lines.append(f"server CPU: {node} {_num(node_cost)} {unit} (no ceiling measured)")
+        lines.append(f"server CPU: {node} {number(node_cost)} {unit} (no ceiling measured)")
     ours = [(a, n) for a, n in summary.areas if a not in FRAMEWORK]
     lines.append(
         "our areas (framework and runtime left out): "

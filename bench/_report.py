@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench._profile import Summary
+from bench._profile import Summary, number
 
 __all__ = [
     "LATEST",
@@ -65,14 +65,7 @@ def fmt(cell: Cell) -> str:
     value = float(cell)
     if value == 0:
         return "0"
-    size = abs(value)
-    if size >= 100:
-        return f"{value:,.0f}"
-    if size >= 10:
-        return f"{value:.1f}"
-    if size >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+    return number(value)
 
 
 def ratio(numerator: float | None, denominator: float | None) -> str:
