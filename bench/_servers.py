@@ -163,6 +163,8 @@ def start_garage(runtime: str, tmp: Path) -> Server:
             [
                 str(GARAGE), "server", "--single-node", "--data-dir", str(data_dir),
                 "--s3-api-bind", "127.0.0.1:0", "--rpc-bind", f"127.0.0.1:{free_port()}",
+                # Not the default 3903: another node on this machine may hold it.
+                "--admin-bind", "127.0.0.1:0",
             ],
             stdout=subprocess.PIPE,
             stderr=err,
@@ -181,6 +183,7 @@ def start_garage(runtime: str, tmp: Path) -> Server:
     )
     if len(fields) != 5:
         _kill(proc)
+        proc.stdout.close()
         raise ServerError(f"garage ({runtime}) did not start: {text!r}\n{log.read_text()[-3000:]}")
     host, port = fields["S3 endpoint"].removeprefix("http://").rsplit(":", 1)
     creds = Creds(fields["Key ID"], fields["Secret key"], fields["S3 region"], fields["Bucket"])

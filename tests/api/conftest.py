@@ -90,9 +90,9 @@ def start_single_node(data_dir: Path) -> S3Node:
         found = re.search(rf"{name}:\s+(\S+)", text)
         if found is None:
             proc.kill()
-            raise AssertionError(
-                f"the node did not print its {name}: {text!r} (exit {proc.wait()})"
-            )
+            status = proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]  # a pipe: checked above
+            raise AssertionError(f"the node did not print its {name}: {text!r} (exit {status})")
         return found.group(1)
 
     return S3Node(

@@ -365,7 +365,9 @@ def test_a_key_over_1024_bytes_is_refused(s3: Any, bucket: str) -> None:
 def test_an_lmdb_node_refuses_keys_its_db_cannot_store(tmp_path: Path) -> None:
     """LMDB stores db keys of at most 511 bytes: 471 bytes of object key, refused beyond."""
     data_dir = tmp_path / "lmdb-node"
-    config = prepare_single_node(data_dir, s3_api_bind="127.0.0.1:0", rpc_bind="127.0.0.1:0")
+    config = prepare_single_node(
+        data_dir, s3_api_bind="127.0.0.1:0", rpc_bind="127.0.0.1:0", admin_bind="127.0.0.1:0"
+    )
     # Top-level keys must come before the config's first [table]: put it first.
     config.write_text('db_engine = "lmdb"\n' + config.read_text())
     node = start_single_node(data_dir)
