@@ -7,7 +7,7 @@ intervals (a full sync every 10 minutes, tombstones kept 24 hours before GC) are
 for a test to see anti-entropy and GC happen. The timings are those of
 tests/cluster/model_node.py.
 
-Usage: python tests/garage/metrics_node.py -c CONFIG server
+Usage (from the repository root): python -m tests.garage.metrics_node -c CONFIG server
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import functools
 import sys
 
+from tests.cluster.rpc_node import TEST_PEERING
+
 from garage import cli, server
 from garage_model import Garage, GarageTimings
-from garage_rpc.peering import PeeringConfig
 from garage_table import TableTimings
 
 TIMINGS = GarageTimings(
@@ -28,14 +29,7 @@ TIMINGS = GarageTimings(
         gc_retry_delay_s=0.5,
     ),
     # A stopped peer is noticed, and a restarted one reconnected, within a second or two.
-    peering=PeeringConfig(
-        ping_interval_s=0.5,
-        ping_timeout_s=2.0,
-        max_failed_pings=2,
-        retry_interval_s=0.5,
-        max_retries=10_000,
-        loop_interval_s=0.1,
-    ),
+    peering=TEST_PEERING,
     status_interval_s=0.5,
     block_gc_delay_ms=1000,
     block_incref_check_delay_ms=1000,

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-NODE_SCRIPT: Final = Path(__file__).with_name("metrics_node.py")
+NODE_MODULE: Final = "tests.garage.metrics_node"
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 #: How long background work may take to show (connections, syncs, GC, resync retries):
 #: a bound against hangs on a loaded machine, not a timing assertion.
 CONVERGE_S: Final = 120.0
@@ -114,7 +115,8 @@ class Node:
     def start(self) -> None:
         with (self.dir / "log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(NODE_SCRIPT), "-c", str(self.config), "server"],
+                [sys.executable, "-m", NODE_MODULE, "-c", str(self.config), "server"],
+                cwd=REPO_ROOT,  # -m puts it on sys.path: the runner imports tests.cluster
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
